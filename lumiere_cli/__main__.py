@@ -1,0 +1,3 @@
+from lumiere_cli.cli import main
+
+main()

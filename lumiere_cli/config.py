@@ -1,0 +1,154 @@
+"""Typed configuration, stored with the weights (as JSON in the safetensors header).
+
+No torch here: the CLI imports this module to answer `--help` and `info` quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """open_clip text tower: causal transformer over BPE tokens.
+
+    `width` is the token-feature size that cross-attention reads; `embed_dim` the pooled
+    embedding added to the noise-level embedding. `openclip_model` names a real OpenCLIP
+    architecture (e.g. "ViT-B-32") whose text tower is loaded from a user's local checkpoint
+    instead of the small tower below.
+    """
+
+    context_length: int = 32
+    vocab_size: int = 49408
+    width: int = 128
+    heads: int = 4
+    layers: int = 3
+    embed_dim: int = 128
+    openclip_model: str | None = None
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The text-to-image U-Net and its inflation into a Space-Time U-Net.
+
+    Level i works at spatial size (size / patch) / 2**i with `channels[i]` channels. The first
+    `temporal_levels` spatial downsamples are each followed by a temporal downsample, so the
+    frame count must be divisible by 2**temporal_levels.
+    """
+
+    in_channels: int = 7  # <J (3), C (3), M (1)>
+    out_channels: int = 3
+    patch: int = 2  # pixel-unshuffle factor at the input, pixel-shuffle at the output
+    channels: tuple[int, ...] = (64, 128, 192)
+    res_blocks: int = 2
+    attn_levels: tuple[bool, ...] = (False, True, True)  # spatial self + cross attention
+    heads: int = 4
+    context_dim: int = 128  # = TextConfig.width
+    pooled_dim: int = 128  # = TextConfig.embed_dim
+    dropout: float = 0.0
+    # Inflation (ignored by the image U-Net)
+    temporal_levels: int = 2
+    temporal_attn_blocks: int = 2
+    temporal_kernel: int = 3
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Parameterisation: v-prediction on a cosine VP schedule, written in EDM's sigma form."""
+
+    prediction: str = "v"  # "v" | "eps" | "x0"
+    sigma_data: float = 1.0  # v-prediction with sigma_data = 1 is the VP v-parameterisation
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and to sample from it."""
+
+    text: TextConfig = field(default_factory=TextConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    frames: int = 16
+    size: int = 32
+    fps: int = 8
+    vocabulary: tuple[str, ...] = ()  # words seen in training captions, for `info` and warnings
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """How to sample. Defaults are the shipped model's recommended settings."""
+
+    steps: int = 25
+    guidance: float = 5.0
+    sampler: str = "dpmpp-2m"  # "ddim" | "dpmpp-2m"
+    eta: float = 0.0
+    negative: str = ""
+    frames: int | None = None  # None: the model's frame count
+    window: int | None = None  # temporal MultiDiffusion window; None: the whole clip at once
+    overlap: int = 4
+    bf16: bool = False
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild a (nested) config dataclass; unknown keys are an error, tuples come back as tuples."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(sorted(unknown))}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value)
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def dumps(cfg: Any) -> str:
+    return json.dumps(to_dict(cfg), sort_keys=True)
+
+
+def loads(cls: type[T], text: str) -> T:
+    return from_dict(cls, json.loads(text))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training stage. Stages follow the paper: text encoder, then the text-to-image U-Net on
+    single frames, then inflation and the temporal layers on clips with the spatial weights frozen,
+    optionally a short unfrozen phase."""
+
+    stage: str = "t2i"  # "text" | "t2i" | "video" | "video-unfrozen"
+    out_dir: str = "runs/default"
+    init: str | None = None  # weights file or dir to start from (the previous stage's output)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 10_000
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    empty_prompt_prob: float = 0.1
+    paraphrase_prob: float = 0.3
+    bf16: bool = True
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 20
+    device: str = "auto"
