@@ -1,0 +1,191 @@
+"""Guidance, known-pixel pasting and temporal windows, as wrappers with the denoiser's signature.
+
+Each wrapper is called as `wrapper(x, sigma (b,), **kwargs) -> denoised`, exactly like
+`Denoiser`, so they compose: `CFGDenoiser(PasteKnown(TemporalWindows(denoiser, ...), ...), ...)`.
+
+Axis legend: b batch, c channels, t frames, h height, w width, l text tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import nn
+
+__all__ = ["CFGDenoiser", "PasteKnown", "TemporalWindows", "window_starts"]
+
+
+def _batch_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    sigma = torch.as_tensor(sigma, device=x.device)
+    return sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
+
+
+def _match_batch(v: torch.Tensor, b: int, name: str) -> torch.Tensor:
+    """Repeat a tensor along dim 0 to batch b (1 -> b, or b/k copies when CFG doubled the batch)."""
+    n = v.shape[0]
+    if n == b:
+        return v
+    if b % n:
+        raise ValueError(f"{name} has batch {n}, which does not divide the batch {b}")
+    return v.repeat(b // n, *[1] * (v.ndim - 1))
+
+
+class CFGDenoiser(nn.Module):
+    """Classifier-free guidance (Ho & Salimans 2022) with a negative prompt.
+
+    `uncond` holds the text kwargs of the negative (or empty) prompt, e.g. {context, pooled,
+    context_mask}; the call's kwargs hold the same keys for the prompt, plus shared kwargs
+    (cond_video, cond_mask) used by both branches. Both branches run in ONE batched call:
+
+        1. x2 = [x, x], text2 = [uncond, cond], shared2 = [shared, shared]  (cat on dim 0)
+        2. D_u, D_c = model(x2, [sigma, sigma], ...).chunk(2)
+        3. D = D_u + scale * (D_c - D_u)
+
+    scale == 1 returns the conditional prediction with one plain call. `uncond` tensors with batch
+    1 are repeated to the call's batch; token lengths must match (same tokenizer).
+    """
+
+    def __init__(self, model: nn.Module, scale: float, uncond: dict[str, Any]):
+        super().__init__()
+        self.model = model
+        self.scale = float(scale)
+        self.uncond = dict(uncond)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs) -> torch.Tensor:
+        if self.scale == 1.0:
+            return self.model(x, sigma, **kwargs)
+        b = x.shape[0]
+        missing = set(self.uncond) - set(kwargs)
+        if missing:
+            raise ValueError(f"conditional kwargs missing for guidance: {', '.join(sorted(missing))}")
+        sigma = _batch_sigma(sigma, x)
+        # 1. batch the unconditional branch first, the conditional second
+        joint = {}
+        for key, value in kwargs.items():
+            if key in self.uncond:
+                joint[key] = self._cat_text(key, self.uncond[key], value, b)
+            elif isinstance(value, torch.Tensor):
+                joint[key] = torch.cat([value, value])
+            else:
+                joint[key] = value
+        # 2. one call for both branches
+        d_uncond, d_cond = self.model(torch.cat([x, x]), torch.cat([sigma, sigma]), **joint).chunk(2)
+        # 3. guidance (Ho & Salimans eq. 6, in x0 space)
+        return d_uncond + self.scale * (d_cond - d_uncond)
+
+    @staticmethod
+    def _cat_text(
+        key: str, uncond: torch.Tensor | None, cond: torch.Tensor | None, b: int
+    ) -> torch.Tensor | None:
+        if uncond is None and cond is None:
+            return None
+        # A None mask means "every token is valid": make it explicit to batch it with a real mask.
+        if uncond is None or cond is None:
+            other = cond if uncond is None else uncond
+            if other.dtype != torch.bool:
+                raise ValueError(f"{key} is None for one branch of guidance but not the other")
+            filled = torch.ones_like(other)
+            uncond, cond = (filled, cond) if uncond is None else (uncond, filled)
+        uncond, cond = _match_batch(uncond, b, key), _match_batch(cond, b, key)
+        if uncond.shape[1:] != cond.shape[1:]:
+            raise ValueError(
+                f"{key}: negative prompt shape {tuple(uncond.shape[1:])} differs from prompt shape "
+                f"{tuple(cond.shape[1:])}; encode both with the same tokenizer and context length"
+            )
+        return torch.cat([uncond, cond])
+
+
+class PasteKnown(nn.Module):
+    """Replace the denoised estimate with known pixels wherever `known_mask` is 1.
+
+        D = known_mask * known + (1 - known_mask) * D_model
+
+    Applied at every step, so whatever the sampler, its final step into sigma = 0 returns the
+    known pixels unchanged. `known_mask` is 1 = keep (the opposite of the CLI's "1 = generate"),
+    float or bool, broadcastable to x (e.g. (b, 1, t, h, w)). Batches that are a multiple of
+    known's (CFG's doubled batch) get known repeated.
+    """
+
+    def __init__(self, model: nn.Module, known: torch.Tensor, known_mask: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.known = known
+        self.known_mask = known_mask
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs) -> torch.Tensor:
+        denoised = self.model(x, sigma, **kwargs)
+        b = denoised.shape[0]
+        known = _match_batch(self.known, b, "known").to(denoised)
+        mask = _match_batch(self.known_mask, b, "known_mask").to(denoised)
+        return mask * known + (1 - mask) * denoised
+
+
+def window_starts(frames: int, window: int, overlap: int) -> list[int]:
+    """First frame of each temporal window: the fewest windows of `window` frames that cover
+    `frames` with at least `overlap` frames shared by neighbours, spread evenly, the first at 0 and
+    the last aligned to the end."""
+    if not 0 <= overlap < window:
+        raise ValueError(f"need 0 <= overlap < window, got overlap={overlap}, window={window}")
+    if window >= frames:
+        return [0]
+    # n - 1 gaps of at most (window - overlap) frames must span frames - window.
+    n = math.ceil((frames - window) / (window - overlap)) + 1
+    # Rounding an even spread keeps every gap <= window - overlap (an integer upper bound).
+    return [round(i * (frames - window) / (n - 1)) for i in range(n)]
+
+
+class TemporalWindows(nn.Module):
+    """Temporal MultiDiffusion (Bar-Tal et al. 2023; Lumiere §3.3) for clips (b, c, t, h, w).
+
+    At every call:
+        1. cut t into overlapping windows (`window_starts`), slicing x and the time-axis kwargs
+           (`time_kwargs`, dim 2) the same way; other kwargs are passed whole;
+        2. denoise each window separately;
+        3. average the windows' estimates frame by frame, which is the least-squares solution
+           argmin_D sum_w ||D[window w] - D_w||^2 (MultiDiffusion eq. 5 with uniform weights).
+
+    window >= t is one plain call.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        window: int,
+        overlap: int,
+        time_kwargs: tuple[str, ...] = ("cond_video", "cond_mask"),
+    ):
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"window must be at least 1 frame, got {window}")
+        if not 0 <= overlap < window:
+            raise ValueError(f"overlap must be in [0, window), got overlap={overlap}, window={window}")
+        self.model = model
+        self.window = window
+        self.overlap = overlap
+        self.time_kwargs = tuple(time_kwargs)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs) -> torch.Tensor:
+        if x.ndim != 5:
+            raise ValueError(f"TemporalWindows needs videos (b, c, t, h, w), got shape {tuple(x.shape)}")
+        frames = x.shape[2]
+        if self.window >= frames:
+            return self.model(x, sigma, **kwargs)
+        total, count = None, x.new_zeros(frames)
+        for start in window_starts(frames, self.window, self.overlap):
+            # 1. slice the window in time
+            sl = slice(start, start + self.window)
+            window_kwargs = {
+                k: v[:, :, sl] if k in self.time_kwargs and isinstance(v, torch.Tensor) else v
+                for k, v in kwargs.items()
+            }
+            # 2. denoise it
+            d = self.model(x[:, :, sl], sigma, **window_kwargs)
+            if total is None:
+                total = d.new_zeros(*d.shape[:2], frames, *d.shape[3:])  # (b, c, t, h, w)
+            total[:, :, sl] += d
+            count[sl] += 1
+        # 3. per-frame average of the overlapping estimates
+        return total / rearrange(count, "t -> 1 1 t 1 1").to(total)
