@@ -1,0 +1,54 @@
+"""The `lumiere` command line.
+
+Importing this package must stay cheap: `lumiere --help` loads only typer, rich and the option
+definitions; torch and the model are imported inside command bodies.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 bad input file (or weights), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from lumiere_cli.cli import generate, model_cmds
+from lumiere_cli.cli.ui import INTERRUPTED, debug_enabled, report_error
+
+app = typer.Typer(
+    name="lumiere",
+    help="Generate and edit short videos with a Space-Time U-Net diffusion model (after Lumiere). "
+    "Every output is AI-generated and says so in its metadata.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # main() prints one line instead; LUMIERE_DEBUG=1 for a traceback
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+generate.register(app)
+model_cmds.register(app)
+
+
+def main() -> None:
+    """Entry point: run the app and map anything that escapes a command to an exit code."""
+    from lumiere_cli.errors import LumiereError
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        report_error("interrupted")
+        sys.exit(INTERRUPTED)
+    except LumiereError as e:
+        if debug_enabled():
+            traceback.print_exc()
+        report_error(str(e))
+        sys.exit(e.exit_code)
+    except Exception as e:  # noqa: BLE001
+        if debug_enabled():
+            traceback.print_exc()
+        report_error(f"{type(e).__name__}: {e} (set LUMIERE_DEBUG=1 for a traceback)")
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,215 @@
+"""Commands about the model itself: info, train, eval."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from lumiere_cli.cli import options as o
+from lumiere_cli.cli.ui import UI, handle_errors
+from lumiere_cli.errors import InputError, UsageError
+
+PANEL = "Model"
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (info, train, eval_):
+        app.command(name=fn.__name__.rstrip("_"), rich_help_panel=PANEL)(handle_errors(fn))
+
+
+def info(weights: o.Weights = None, json: o.Json = False) -> None:
+    """The loaded model's card: sizes, frames, the vocabulary it knows, eval figures.
+
+    Example: [bold]lumiere info[/]  or  [bold]lumiere info --json | jq .config.frames[/]
+    """
+    from dataclasses import asdict
+
+    from lumiere_cli.cli.runner import _load
+
+    model, winfo = _load(weights, "cpu")
+    cfg = model.config
+    card: dict[str, Any] = dict(model.card or {})
+    n_params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
+    summary = {
+        "weights": winfo,
+        "frames": cfg.frames, "size": cfg.size, "fps": cfg.fps,
+        "temporal_factor": 2 ** cfg.unet.temporal_levels,
+        "parameters": n_params,
+        "vocabulary": list(cfg.vocabulary),
+        "config": asdict(cfg),
+        "card": card,
+    }
+    if json:
+        typer.echo(jsonlib.dumps(summary, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    t = Table(title="lumiere model", show_header=False)
+    t.add_row("weights", f"{winfo.get('path') or 'default'}  (hash {str(winfo.get('hash'))[:12]})")
+    t.add_row("clip", f"{cfg.frames} frames at {cfg.fps} fps, {cfg.size}x{cfg.size} px")
+    t.add_row("frame counts", f"multiples of {2 ** cfg.unet.temporal_levels}")
+    if n_params is not None:
+        t.add_row("parameters", f"{n_params:,}")
+    t.add_row("U-Net channels", ", ".join(map(str, cfg.unet.channels)))
+    t.add_row("text encoder", cfg.text.openclip_model or f"{cfg.text.layers} layers, width {cfg.text.width}")
+    t.add_row("vocabulary", " ".join(cfg.vocabulary) if cfg.vocabulary else "(not recorded)")
+    for key in ("training", "eval"):
+        if key in card:
+            t.add_row(key, _flat(card[key]))
+    for key, value in card.items():
+        if key not in ("training", "eval"):
+            t.add_row(str(key), _flat(value))
+    out.print(t)
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {_flat(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def train(
+    stage: Annotated[str, typer.Option(help="text | t2i | video | video-unfrozen")] = "t2i",
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 10_000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Clips per step (per process).")] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 3e-4,
+    out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and the final weights.")] = Path("runs/default"),
+    init: Annotated[Optional[Path], typer.Option(help="Weights to start from (the previous stage's output).", show_default=False)] = None,
+    config: Annotated[Optional[str], typer.Option(help="ModelConfig overrides: inline JSON or a .json file.", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in --out.")] = True,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    device: o.DeviceOpt = o.Device.auto,
+    quiet: o.Quiet = False,
+) -> None:
+    """Train one stage (text, t2i, video, video-unfrozen); works under torchrun for several GPUs.
+
+    Example: [bold]lumiere train --stage video --init runs/t2i/weights --out runs/video --steps 2000[/]
+    """
+    from lumiere_cli import config as C
+    from lumiere_cli import train as train_mod
+
+    if stage not in ("text", "t2i", "video", "video-unfrozen"):
+        raise UsageError(f"unknown --stage {stage!r} (choose text, t2i, video or video-unfrozen)")
+    overrides = _load_json_arg(config) if config else {}
+    try:
+        base = C.to_dict(C.ModelConfig())
+        model_cfg = C.from_dict(C.ModelConfig, _deep_merge(base, overrides))
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"bad --config: {e}") from e
+    kwargs = dict(stage=stage, out_dir=str(out), init=str(init) if init else None, model=model_cfg,
+                  steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device.value)
+    cfg = C.TrainConfig(**kwargs)
+    ui = UI(quiet=quiet)
+    with ui.session():
+        ui.start_clip(f"train {stage}", steps)
+        path = train_mod.train(cfg, progress=_train_progress(ui), **_resume_kwarg(train_mod.train, resume))
+    ui.log(f"saved weights to {path}")
+    typer.echo(str(path))
+
+
+def _resume_kwarg(fn, resume: bool) -> dict:
+    # train() reads resume from its own keyword when it has one; older builds always resume.
+    import inspect
+
+    return {"resume": resume} if "resume" in inspect.signature(fn).parameters else {}
+
+
+def _train_progress(ui: UI):
+    def progress(*args, **kwargs):
+        # Accept both progress(step, total, **metrics) and progress(phase, step, total, ...).
+        nums = [a for a in args if isinstance(a, int)]
+        if len(nums) >= 2:
+            ui.step(nums[0], nums[1])
+        metrics = {k: v for k, v in kwargs.items() if isinstance(v, (int, float))}
+        if metrics and not ui.bars and nums and nums[0] % 50 == 0:
+            ui.log(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" step={nums[0]}")
+
+    return progress
+
+
+def _load_json_arg(text: str) -> dict:
+    p = Path(text)
+    if not text.lstrip().startswith("{") and p.suffix == ".json":
+        if not p.is_file():
+            raise InputError(f"config file not found: {p}")
+        text = p.read_text(encoding="utf-8")
+    try:
+        data = jsonlib.loads(text)
+    except jsonlib.JSONDecodeError as e:
+        raise UsageError(f"--config is not valid JSON ({e.msg}); pass an object like '{{\"frames\": 16}}'") from e
+    if not isinstance(data, dict):
+        raise UsageError("--config must be a JSON object")
+    return data
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def eval_(
+    n: Annotated[int, typer.Option(min=1, max=100_000, help="Clips per prompt split.")] = 32,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    steps: o.Steps = None,
+    guidance: o.Guidance = None,
+    json_out: Annotated[Optional[Path], typer.Option(help="Also write the report as JSON here.", show_default=False)] = None,
+    weights: o.Weights = None,
+    device: o.DeviceOpt = o.Device.auto,
+    json: o.Json = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """Evaluate the model on held-in and held-out prompts; prints a table.
+
+    Example: [bold]lumiere eval --n 16 --json-out eval.json[/]
+    """
+    from lumiere_cli import eval as eval_mod
+    from lumiere_cli.cli.runner import _load, _resolve_device
+    from lumiere_cli.config import SampleOptions
+
+    ui = UI(quiet=quiet)
+    device_name = _resolve_device(device.value)
+    model, _ = _load(weights, device_name)
+    defaults = SampleOptions()
+    opts = SampleOptions(steps=steps or defaults.steps,
+                         guidance=guidance if guidance is not None else defaults.guidance)
+    with ui.session():
+        ui.start_clip("evaluating", n)
+
+        def progress(phase: str, done: int, total: int) -> None:
+            ui.step(done, total)
+
+        report = eval_mod.evaluate(model, n=n, seed=seed, options=opts, progress=progress)
+    data = report.to_dict()
+    if json_out is not None:
+        from lumiere_cli.video_io import write_sidecar
+
+        write_sidecar(json_out, data, overwrite=True)
+    if json:
+        typer.echo(jsonlib.dumps(data, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = list(report.rows())
+    table = Table(title="lumiere eval")
+    if rows and isinstance(rows[0], dict):
+        for col in rows[0]:
+            table.add_column(str(col))
+        for r in rows:
+            table.add_row(*(_flat(v) for v in r.values()))
+    else:
+        for i, r in enumerate(rows):
+            if i == 0:
+                for j in range(len(r)):
+                    table.add_column("" if j == 0 else str(j))
+            table.add_row(*(_flat(v) for v in r))
+    Console(highlight=False).print(table)

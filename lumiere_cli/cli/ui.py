@@ -1,0 +1,164 @@
+"""What the user sees on stderr: log lines, warnings, progress bars; and JSON lines on stdout.
+
+Bars only when stderr is a terminal; colour follows Rich's own rules (off when not a terminal,
+off with NO_COLOR). `--quiet` leaves only errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, Callable, Iterator
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from lumiere_cli.errors import LumiereError
+
+INTERRUPTED = 130
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("LUMIERE_DEBUG", "") not in ("", "0")
+
+
+def error_console() -> Console:
+    # Built per call, not at import: the runner (or a test) may have swapped sys.stderr.
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def report_error(message: str) -> None:
+    error_console().print(f"[bold red]error:[/] {escape(message)}")
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn known failures into one line on stderr and the documented exit code.
+
+    Applied to every command (not only in `main`) so Typer's test runner sees the same exit codes
+    a shell does. LUMIERE_DEBUG=1 shows the traceback as well.
+    """
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            report_error("interrupted")
+            raise typer.Exit(INTERRUPTED) from None
+        except LumiereError as e:
+            if debug_enabled():
+                traceback.print_exc()
+            report_error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except Exception as e:  # noqa: BLE001 - the last line of defence for the user
+            if debug_enabled():
+                traceback.print_exc()
+            report_error(f"{type(e).__name__}: {e} (set LUMIERE_DEBUG=1 for a traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+class UI:
+    """Logging, warnings and progress for one command run."""
+
+    def __init__(self, *, quiet: bool = False, json_lines: bool = False):
+        self.quiet = quiet
+        self.json_lines = json_lines
+        self.console = error_console()
+        self.bars = self.console.is_terminal and not quiet
+        self._progress = None
+        self._status_task = None
+        self._overall_task = None
+        self._clip_task = None
+        self._warned: set[str] = set()
+
+    # -------------------------------------------------------------- lines
+    def log(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(message)
+        else:
+            self.console.print(message)
+
+    def warn(self, message: str, *, once_key: str | None = None) -> None:
+        if self.quiet or (once_key is not None and once_key in self._warned):
+            return
+        if once_key is not None:
+            self._warned.add(once_key)
+        self.log(f"[yellow]warning:[/] {escape(message)}")
+
+    def error(self, message: str) -> None:
+        target = self._progress.console if self._progress is not None else self.console
+        target.print(f"[bold red]error:[/] {escape(message)}")
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """One JSON object on stdout, flushed at once so a pipe reader sees it immediately."""
+        sys.stdout.write(json.dumps(record, default=str) + "\n")
+        sys.stdout.flush()
+
+    # -------------------------------------------------------------- progress
+    @contextmanager
+    def session(self, batch_total: int | None = None) -> Iterator["UI"]:
+        """Live bars for the duration of the block (no-op without a terminal)."""
+        if not self.bars:
+            yield self
+            return
+        from rich.progress import (
+            BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=self.console, transient=False,
+        )
+        with self._progress:
+            self._status_task = self._progress.add_task("starting", total=None)
+            if batch_total and batch_total > 1:
+                self._overall_task = self._progress.add_task("[bold]all clips", total=batch_total)
+            try:
+                yield self
+            finally:
+                self._progress.remove_task(self._status_task)
+        self._progress = None
+
+    def status(self, message: str) -> None:
+        """A short-lived status line: a spinner row with a terminal, a log line without."""
+        if self._progress is not None:
+            self._progress.update(self._status_task, description=escape(message))
+        else:
+            self.log(escape(message))
+
+    def start_clip(self, label: str, total: int) -> None:
+        if self._progress is not None:
+            if self._clip_task is not None:
+                self._progress.remove_task(self._clip_task)
+            self._clip_task = self._progress.add_task(escape(label), total=total)
+
+    def step(self, done: int, total: int) -> None:
+        if self._progress is not None and self._clip_task is not None:
+            self._progress.update(self._clip_task, completed=done, total=total)
+
+    def finish_clip(self) -> None:
+        if self._progress is not None and self._overall_task is not None:
+            self._progress.advance(self._overall_task)
+
+    def library_progress(self, label: str) -> Callable[[str, int, int], None]:
+        """The `progress(phase, done, total)` callback the library calls."""
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase == "denoise":
+                self.step(done, total)
+            elif self._progress is not None:
+                self.status(f"{label}: {phase} {done}/{total}")
+
+        return progress
