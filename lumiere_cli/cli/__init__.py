@@ -35,7 +35,7 @@ def main() -> None:
     from lumiere_cli.errors import LumiereError
 
     try:
-        app()
+        app(prog_name="lumiere")
     except KeyboardInterrupt:
         report_error("interrupted")
         sys.exit(INTERRUPTED)

@@ -367,14 +367,14 @@ def _stylize_model(model, task: Task, weights_info: dict, ui: UI, device: str):
 
 
 def _load_style(path: Path) -> dict:
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
         raise InputError(f"style weights not found: {path} (check the path, or use --ref to learn a style)")
     try:
         return load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"cannot read style weights {path}: {e} (they must be a .safetensors file)") from e
 
 

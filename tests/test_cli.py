@@ -1,0 +1,347 @@
+"""The `lumiere` command line, driven through Typer's CliRunner and, once, as a shell script would.
+
+Every command runs the real pipeline on the tiny randomly initialised model (`tiny_weights`), with
+two sampling steps so the whole file stays fast on a shared CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from lumiere_cli import video_io
+from lumiere_cli.cli import app
+
+runner = CliRunner()
+FAST = ["--steps", "2", "--device", "cpu"]
+
+
+@pytest.fixture
+def env(tiny_weights, tmp_path, monkeypatch):
+    """Run in a scratch directory with the tiny model as the default weights."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LUMIERE_WEIGHTS", str(tiny_weights))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LUMIERE_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def model_cfg(tiny_weights):
+    from lumiere_cli.weights import load_model
+
+    return load_model(tiny_weights).config
+
+
+def invoke(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def json_lines(result):
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def _still(path: Path, h=40, w=48, colour=(200, 30, 30)):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = colour
+    Image.fromarray(img).save(path)
+    return path
+
+
+def _mask(path: Path, h, w):
+    m = np.zeros((h, w), np.uint8)
+    m[:, w // 2 :] = 255  # right half: generate
+    Image.fromarray(m).save(path)
+    return path
+
+
+def _video(path: Path, t, size, fmt="png"):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (t, size // 4, size // 4, 3), dtype=np.uint8).repeat(4, 1).repeat(4, 2)
+    return video_io.write_clip(path, frames, fps=8, format=fmt), frames
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def test_help_is_fast_and_lists_every_command():
+    r = invoke("--help")
+    assert r.exit_code == 0
+    for cmd in ("t2v", "i2v", "inpaint", "cinemagraph", "stylize", "edit", "info", "train", "eval"):
+        assert cmd in r.stdout
+    # torch must not be imported to answer --help.
+    code = "import sys; from lumiere_cli.cli import app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_t2v_mp4_reads_back_with_parameters(env, model_cfg):
+    r = invoke("t2v", "a red circle moving left", "--seed", 5, "--json", *FAST)
+    assert r.exit_code == 0, r.output
+    (rec,) = json_lines(r)
+    path = Path(rec["path"])
+    assert path.name == "a-red-circle-moving-left_5.mp4" and rec["seed"] == 5
+    frames, fps = video_io.read_video(path)
+    scale = -(-256 // model_cfg.size)  # default display scale reaches 256 px
+    assert frames.shape == (model_cfg.frames, model_cfg.size * scale, model_cfg.size * scale, 3)
+    assert fps == pytest.approx(model_cfg.fps)
+    meta = video_io.read_metadata(path)
+    side = json.loads(Path(rec["sidecar"]).read_text())
+    for m in (meta, side):
+        assert m["prompt"] == "a red circle moving left" and m["seed"] == 5 and m["steps"] == 2
+        assert m["ai_generated"] is True and "AI-generated" in m["notice"]
+        assert m["size"] == [model_cfg.size, model_cfg.size] and m["frames"] == model_cfg.frames
+        assert m["sampler"] == "dpmpp-2m" and "versions" in m and "timings" in m
+    assert side["weights"]["hash"]
+
+
+def test_random_seed_is_reported_and_default_names_never_collide(env):
+    r1 = invoke("t2v", "a red circle", "--json", "--format", "gif", *FAST)
+    r2 = invoke("t2v", "a red circle", "--json", "--format", "gif", "--seed", json_lines(r1)[0]["seed"], *FAST)
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    a, b = json_lines(r1)[0], json_lines(r2)[0]
+    assert f"seed {a['seed']}" in r1.stderr
+    assert a["path"] != b["path"] and b["path"].endswith("-2.gif")
+    # Same seed, same settings: the same clip (gif is lossy only in its palette, deterministically).
+    np.testing.assert_array_equal(video_io.read_video(a["path"])[0], video_io.read_video(b["path"])[0])
+
+
+def test_output_file_is_never_overwritten_without_flag(env):
+    assert invoke("t2v", "a red circle", "-o", "x.webp", "--seed", 1, *FAST).exit_code == 0
+    before = Path("x.webp").read_bytes()
+    r = invoke("t2v", "a blue square", "-o", "x.webp", "--seed", 2, *FAST)
+    assert r.exit_code == 2 and "--overwrite" in r.stderr and Path("x.webp").read_bytes() == before
+    r = invoke("t2v", "a blue square", "-o", "x.webp", "--seed", 2, "--overwrite", *FAST)
+    assert r.exit_code == 0 and video_io.read_metadata("x.webp")["prompt"] == "a blue square"
+    assert sorted(p.name for p in Path(".").iterdir() if p.name != "cache") == ["x.webp", "x.webp.json"]
+
+
+def test_i2v_png_frames(env, model_cfg):
+    _still(env / "still.png")
+    r = invoke("i2v", "the circle moves right", "--image", "still.png", "-f", "png", "-o", "out", "--seed", 0, *FAST)
+    assert r.exit_code == 0, r.output
+    frames, _ = video_io.read_video("out")
+    assert frames.shape == (model_cfg.frames, model_cfg.size, model_cfg.size, 3)  # png: no enlargement
+    meta = video_io.read_metadata("out")
+    assert meta["task"] == "i2v" and meta["inputs"]["image"]["sha256"]
+
+
+def test_inpaint_keeps_pixels_outside_the_mask(env, model_cfg):
+    s = model_cfg.size
+    _, src = _video(env / "in", model_cfg.frames, s)
+    _mask(env / "mask.png", s, s)
+    r = invoke("inpaint", "a blue square", "--video", "in", "--mask", "mask.png", "-f", "png", "-o", "out", *FAST)
+    assert r.exit_code == 0, r.output
+    out, _ = video_io.read_video("out")
+    assert out.shape == src.shape
+    keep = slice(0, s // 2)
+    assert np.abs(out[:, :, keep].astype(int) - src[:, :, keep]).max() <= 2
+
+
+def test_inpaint_with_a_mask_video(env, model_cfg):
+    s, t = model_cfg.size, model_cfg.frames
+    _video(env / "in", t, s)
+    m = np.zeros((t, s, s, 3), np.uint8)
+    m[:, s // 2 :] = 255
+    video_io.write_clip(env / "maskv", m, fps=8, format="png")
+    r = invoke("inpaint", "a circle", "--video", "in", "--mask", "maskv", "--json", *FAST)
+    assert r.exit_code == 0, r.output
+
+
+def test_cinemagraph(env, model_cfg):
+    _still(env / "still.png", 32, 32)
+    _mask(env / "region.png", 32, 32)
+    r = invoke("cinemagraph", "a circle bouncing", "--image", "still.png", "--mask", "region.png", "--json", *FAST)
+    assert r.exit_code == 0, r.output
+    rec = json_lines(r)[0]
+    assert rec["task"] == "cinemagraph" and video_io.read_video(rec["path"])[0].shape[0] == model_cfg.frames
+
+
+def test_edit(env, model_cfg):
+    _video(env / "in.mp4", model_cfg.frames, model_cfg.size, fmt="mp4")
+    r = invoke("edit", "a green triangle", "--video", "in.mp4", "--strength", 0.5, "--json", *FAST)
+    assert r.exit_code == 0, r.output
+    assert video_io.read_metadata(json_lines(r)[0]["path"])["strength"] == 0.5
+
+
+def test_stylize_caches_and_reuses_style(env):
+    _still(env / "ref.png")
+    args = ["stylize", "a red circle", "--ref", "ref.png", "--style-steps", 2, "--alpha", 0.5, "--json", *FAST]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    cached = list((env / "cache" / "lumiere-cli" / "styles").glob("*.safetensors"))
+    assert len(cached) == 1
+    r = invoke(*args)
+    assert r.exit_code == 0 and "reusing cached style" in r.stderr, r.output
+    r = invoke("stylize", "a red circle", "--style-weights", cached[0], "--json", *FAST)
+    assert r.exit_code == 0, r.output
+    assert video_io.read_metadata(json_lines(r)[0]["path"])["style"]["alpha"] == 0.8
+
+
+def test_info(env, model_cfg):
+    r = invoke("info", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["frames"] == model_cfg.frames and data["size"] == model_cfg.size
+    assert data["vocabulary"] == list(model_cfg.vocabulary)
+    r = invoke("info")
+    assert r.exit_code == 0 and "frames" in r.stdout
+
+
+# ----------------------------------------------------------------------------- batch use
+
+
+def test_prompt_file_json_lines_with_failures(env, model_cfg):
+    Path("p.txt").write_text(
+        "# a comment\n\na red circle\n"
+        '{"prompt": "a blue square", "seed": 99, "steps": 1}\n'
+        '{"prompt": "a green circle", "frames": 3}\n'  # a frame count the model cannot take
+        "a yellow square\n"
+    )
+    r = invoke("t2v", "--prompts", "p.txt", "--seed", 10, "--json", "-f", "gif", *FAST)
+    assert r.exit_code == 2, r.output  # the failed item's code; the others still ran
+    recs = json_lines(r)
+    assert [x.get("seed") for x in recs if "path" in x] == [10, 99, 13]
+    (bad,) = [x for x in recs if "error" in x]
+    assert bad["index"] == 2 and "frame" in bad["error"]
+    assert "a green circle" in r.stderr
+    assert video_io.read_metadata(recs[1]["path"])["steps"] == 1
+
+
+def test_output_flag_with_several_prompts_is_a_usage_error(env):
+    Path("p.txt").write_text("a\nb\n")
+    r = invoke("t2v", "--prompts", "p.txt", "-o", "x.mp4")
+    assert r.exit_code == 2 and "--out-dir" in r.stderr
+
+
+def test_ranks_split_a_prompt_file(env, monkeypatch):
+    Path("p.txt").write_text("one\ntwo\nthree\nfour\nfive\n")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    r = invoke("t2v", "--prompts", "p.txt", "--seed", 0, "--json", "-f", "gif", *FAST)
+    assert r.exit_code == 0, r.output
+    assert [(x["index"], x["prompt"], x["seed"]) for x in json_lines(r)] == [(1, "two", 1), (3, "four", 3)]
+
+
+def test_quiet_leaves_only_errors(env):
+    r = invoke("t2v", "a red circle", "--quiet", "-f", "gif", *FAST)
+    assert r.exit_code == 0 and r.stderr == ""
+    r = invoke("t2v", "", "--quiet")
+    assert r.exit_code == 2 and r.stderr.startswith("error:")
+
+
+def test_unknown_words_warn_once(env, model_cfg):
+    if not model_cfg.vocabulary:
+        pytest.skip("the tiny model records no vocabulary")
+    Path("p.txt").write_text("a zorblax circle\na zorblax square\n")
+    r = invoke("t2v", "--prompts", "p.txt", "-f", "gif", *FAST)
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("never saw") == 1 and "zorblax" in r.stderr and "lumiere info" in r.stderr
+
+
+def test_shell_script_batch_through_stdin(env, tiny_weights):
+    """What a shell script does: pipe prompts in, read one JSON object per line, check the code."""
+    repo = str(Path(__file__).resolve().parents[1])
+    pythonpath = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    environ = {**os.environ, "LUMIERE_WEIGHTS": str(tiny_weights), "NO_COLOR": "1", "PYTHONPATH": pythonpath}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lumiere_cli", "t2v", "--prompts", "-", "--json", "--seed", "3", "-f", "gif",
+         "--out-dir", "outs", *FAST],
+        input="a red circle\n\n# skipped\na blue square\n", capture_output=True, text=True, cwd=env,
+        env=environ, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    recs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["seed"] for r in recs] == [3, 4]
+    assert all((env / r["path"]).exists() for r in recs)
+    assert "\x1b[" not in proc.stderr  # no colour or bars when stderr is not a terminal
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _one_line_error(r, code):
+    assert r.exit_code == code, r.output
+    # Status lines may come first; the failure itself is exactly one line, and the last.
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], r.stderr
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["i2v", "x", "--image", "nope.png"], 3, "not found"),
+        (["i2v", "x", "--image", "corrupt.png"], 3, "cannot read image"),
+        (["edit", "x", "--video", "corrupt.mp4"], 3, "cannot read video"),
+        (["inpaint", "x", "--video", "in", "--mask", "small.png"], 3, "same size"),
+        (["edit", "x", "--video", "short"], 3, "frames"),
+        (["t2v", "   "], 2, "empty prompt"),
+        (["t2v", "x", "--frames", "3"], 2, "frame"),
+        (["t2v", "x", "--out-dir", "afile"], 2, "--out-dir"),
+        (["t2v", "x", "-o", "clip.avi"], 2, "--format"),
+        (["t2v", "x", "--weights", "missing-weights"], 3, "weights"),
+        (["stylize", "x"], 2, "--ref"),
+        (["t2v", "--prompts", "nope.txt"], 3, "not found"),
+    ],
+)
+def test_bad_input_is_one_line(env, model_cfg, args, code, words):
+    Path("corrupt.png").write_bytes(b"\x89PNG but not really")
+    Path("corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 garbage" * 4)
+    Path("afile").write_text("")
+    _video(env / "in", model_cfg.frames, model_cfg.size)
+    _video(env / "short", 2, model_cfg.size)
+    _mask(env / "small.png", 8, 12)
+    r = invoke(*args, *FAST)
+    _one_line_error(r, code)
+    assert words in r.stderr
+
+
+@pytest.mark.parametrize("args", [["t2v", "x", "--steps", "0"], ["edit", "x", "--video", "v", "--strength", "1.5"],
+                                  ["stylize", "x", "--ref", "r.png", "--alpha", "2"], ["t2v", "x", "--sampler", "euler"]])
+def test_out_of_range_numbers_are_usage_errors(env, args):
+    r = invoke(*args)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_directory(env):
+    ro = env / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    _one_line_error(invoke("t2v", "x", "--out-dir", ro, *FAST), 2)
+
+
+def test_tampered_and_pickled_weights(env, tiny_weights):
+    import shutil
+
+    bad = env / "bad"
+    shutil.copytree(tiny_weights, bad)
+    target = max((p for p in bad.rglob("*.safetensors")), key=lambda p: p.stat().st_size)
+    data = bytearray(target.read_bytes())
+    data[-10] ^= 0xFF  # flip a byte inside the tensors
+    target.write_bytes(bytes(data))
+    r = invoke("t2v", "x", "--weights", bad, *FAST)
+    _one_line_error(r, 3)
+    pickled = env / "pickled"
+    pickled.mkdir()
+    import pickle
+
+    (pickled / "model.pt").write_bytes(pickle.dumps({"w": [1, 2, 3]}))
+    r = invoke("t2v", "x", "--weights", pickled, *FAST)
+    _one_line_error(r, 3)
+
+
+def test_debug_shows_traceback(env, monkeypatch):
+    monkeypatch.setenv("LUMIERE_DEBUG", "1")
+    r = invoke("i2v", "x", "--image", "nope.png", *FAST)
+    assert r.exit_code == 3 and "Traceback" in r.stderr
