@@ -341,6 +341,18 @@ def test_tampered_and_pickled_weights(env, tiny_weights):
     _one_line_error(r, 3)
 
 
+def test_interrupt_exits_130_and_leaves_no_file(env, monkeypatch):
+    import lumiere_cli.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lumiere_cli.pipeline, "generate", interrupted)
+    r = invoke("t2v", "a red circle", "--out-dir", "outs", *FAST)
+    assert r.exit_code == 130 and "interrupted" in r.stderr
+    assert list(Path("outs").iterdir()) == []
+
+
 def test_debug_shows_traceback(env, monkeypatch):
     monkeypatch.setenv("LUMIERE_DEBUG", "1")
     r = invoke("i2v", "x", "--image", "nope.png", *FAST)

@@ -149,7 +149,8 @@ def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shar
     task_name = "t2v" if task.name == "stylize" else task.name
 
     ui.start_clip(label, options.steps)
-    ui.log(f"generating {item.prompt!r} (seed {seed})") if not ui.bars else None
+    if not ui.bars:  # with bars the clip's own row says this
+        ui.log(f"generating {item.prompt!r} (seed {seed})")
     t0 = time.perf_counter()
     result = generate(model, item.prompt, task=task_name, inputs=inputs, options=options, seed=seed,
                       device=device, progress=ui.library_progress(label))
@@ -359,7 +360,8 @@ def _stylize_model(model, task: Task, weights_info: dict, ui: UI, device: str):
             def progress(phase: str, done: int, total: int) -> None:
                 ui.step(done, total)
 
-            ui.log(f"learning the style of {task.ref} ({task.style_steps} steps)") if not ui.bars else None
+            if not ui.bars:
+                ui.log(f"learning the style of {task.ref} ({task.style_steps} steps)")
             state = stylize.train_style(model, image, steps=task.style_steps, seed=0, progress=progress)
             _save_style(state, cache)
             ui.log(f"style cached at {cache}")
