@@ -182,9 +182,14 @@ def eval_(
     opts = SampleOptions(steps=steps or defaults.steps,
                          guidance=guidance if guidance is not None else defaults.guidance)
     with ui.session():
-        ui.start_clip("evaluating", n)
+        current: list[str] = []
 
-        def progress(phase: str, done: int, total: int) -> None:
+        def progress(split: str, done: int, total: int) -> None:
+            if current[-1:] != [split]:  # a new split: a fresh bar
+                current.append(split)
+                ui.start_clip(f"evaluating {split}", total)
+                if not ui.bars:
+                    ui.log(f"evaluating {split} prompts ({total} clips)")
             ui.step(done, total)
 
         report = eval_mod.evaluate(model, n=n, seed=seed, options=opts, progress=progress)
@@ -199,17 +204,9 @@ def eval_(
     from rich.console import Console
     from rich.table import Table
 
-    rows = list(report.rows())
     table = Table(title="lumiere eval")
-    if rows and isinstance(rows[0], dict):
-        for col in rows[0]:
-            table.add_column(str(col))
-        for r in rows:
-            table.add_row(*(_flat(v) for v in r.values()))
-    else:
-        for i, r in enumerate(rows):
-            if i == 0:
-                for j in range(len(r)):
-                    table.add_column("" if j == 0 else str(j))
-            table.add_row(*(_flat(v) for v in r))
+    for col in getattr(eval_mod, "COLUMNS", ()):
+        table.add_column(str(col))
+    for row in report.rows():
+        table.add_row(*(str(v) for v in row))
     Console(highlight=False).print(table)
