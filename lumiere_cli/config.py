@@ -45,7 +45,7 @@ class UNetConfig:
     in_channels: int = 7  # <J (3), C (3), M (1)>
     out_channels: int = 3
     patch: int = 2  # pixel-unshuffle factor at the input, pixel-shuffle at the output
-    channels: tuple[int, ...] = (64, 128, 192)
+    channels: tuple[int, ...] = (32, 64, 128)  # ~4.6M params; ~10 clips/s training on 2 CPU cores
     res_blocks: int = 2
     attn_levels: tuple[bool, ...] = (False, True, True)  # spatial self + cross attention
     heads: int = 4

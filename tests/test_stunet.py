@@ -1,0 +1,249 @@
+"""STUNet inflation: identity at init, static clips, resampling, input checks, freezing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from einops import rearrange
+
+from lumiere_cli.config import UNetConfig
+from lumiere_cli.nn import STUNet, UNet2D
+from lumiere_cli.nn.layers import (
+    TemporalAttentionBlock,
+    TemporalConvBlock,
+    TemporalDownsample,
+    TemporalUpsample,
+)
+
+TINY = UNetConfig(
+    channels=(16, 32, 32),
+    res_blocks=1,
+    attn_levels=(False, True, True),
+    heads=2,
+    context_dim=24,
+    pooled_dim=20,
+    temporal_levels=2,
+    temporal_attn_blocks=2,
+)
+L = 5
+
+
+def cond(b: int, cfg: UNetConfig = TINY, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(b, L, dtype=torch.bool)
+    mask[:, 3:] = False
+    return (
+        torch.randn(b, generator=g) * 0.5,
+        torch.randn(b, L, cfg.context_dim, generator=g),
+        torch.randn(b, cfg.pooled_dim, generator=g),
+        mask,
+    )
+
+
+def randomise_zero_inits(module: torch.nn.Module, seed: int = 1) -> None:
+    """Give zero-initialised tensors random values, so identities are not trivially true."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+def random_unet(cfg: UNetConfig = TINY) -> UNet2D:
+    torch.manual_seed(0)
+    unet = UNet2D(cfg)
+    randomise_zero_inits(unet)
+    return unet
+
+
+def video(b: int, t: int, size: int = 16, cfg: UNetConfig = TINY, seed: int = 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, cfg.in_channels, t, size, size, generator=g)
+
+
+# (a) every new residual block is the identity at init
+def test_temporal_residual_blocks_are_identity_at_init():
+    x = torch.randn(2, 16, 4, 3, 5)
+    emb = torch.randn(2, 64)
+    conv = TemporalConvBlock(16, emb_dim=64, kernel=3)
+    attn = TemporalAttentionBlock(16, emb_dim=64, heads=2)
+    assert torch.equal(conv(x, emb), x)
+    assert torch.equal(attn(x, emb), x)
+
+    net = STUNet(TINY)
+    blocks = [m for m in net.temporal.modules() if isinstance(m, (TemporalConvBlock, TemporalAttentionBlock))]
+    assert len(blocks) == 2 * 2 * TINY.res_blocks + TINY.temporal_attn_blocks
+    for blk in blocks:
+        c = blk.proj.in_channels if isinstance(blk, TemporalConvBlock) else blk.qkv.in_features
+        y = torch.randn(1, c, 4, 2, 2)
+        torch.testing.assert_close(blk(y, torch.randn(1, net.spatial.emb_dim)), y, rtol=0, atol=0)
+
+
+# (b) a static clip through a freshly inflated STUNet equals the T2I U-Net on every frame
+@pytest.mark.parametrize("temporal_levels", [0, 1, 2])
+def test_static_clip_matches_image_unet(temporal_levels):
+    cfg = dataclasses.replace(TINY, temporal_levels=temporal_levels)
+    unet = random_unet(cfg)
+    net = STUNet(cfg, spatial=unet).eval()
+    frame = video(2, 1, cfg=cfg)[:, :, 0]
+    clip = frame[:, :, None].expand(-1, -1, 8, -1, -1).contiguous()
+    c = cond(2, cfg)
+    with torch.no_grad():
+        expected = unet(frame, *c)
+        out = net(clip, *c)
+    assert expected.abs().mean() > 1e-2  # the U-Net really does something
+    for i in range(clip.shape[2]):
+        torch.testing.assert_close(out[:, :, i], expected, rtol=0, atol=1e-5)
+
+
+def test_static_clip_channels_last_3d_matches():
+    unet = random_unet()
+    net = STUNet(TINY, spatial=unet).eval()
+    frame = video(1, 1)[:, :, 0]
+    clip = frame[:, :, None].expand(-1, -1, 4, -1, -1)
+    c = cond(1)
+    with torch.no_grad():
+        expected = unet(frame, *c)
+        out = net(clip.contiguous(memory_format=torch.channels_last_3d), *c)
+    torch.testing.assert_close(out, expected[:, :, None].expand_as(out), rtol=0, atol=1e-5)
+
+
+# (c) temporal resamplers at init: stride 2 and frame duplication
+def test_temporal_resampling_at_init():
+    x = torch.randn(2, 8, 6, 3, 3)
+    down = TemporalDownsample(8, kernel=3)
+    up = TemporalUpsample(8, kernel=3)
+    assert torch.equal(down(x), x[:, :, ::2])
+    assert torch.equal(up(x), x.repeat_interleave(2, dim=2))
+    # A constant clip stays exactly constant (no [0.5, 1, 0.5] doubling).
+    const = torch.ones(1, 8, 4, 2, 2)
+    assert torch.equal(up(down(const)), const)
+
+
+# (d) a frame count or size the network cannot take
+def test_invalid_inputs_name_valid_values():
+    net = STUNet(TINY)
+    with pytest.raises(ValueError, match=r"frames must be a multiple of 4.*8, 12, 16.*got 10"):
+        net.check_input(10, 16, 16)
+    with pytest.raises(ValueError, match=r"multiples of 8.*got 12x16"):
+        net.check_input(8, 12, 16)
+    with pytest.raises(ValueError, match="got 6"):
+        net(video(1, 6), *cond(1))
+    assert net.valid_frames(16) == [4, 8, 12, 16]
+    net.check_input(12, 8, 24)  # fine
+
+    free = STUNet(dataclasses.replace(TINY, temporal_levels=0)).eval()
+    with torch.no_grad():
+        assert free(video(1, 3, size=8), *cond(1)).shape == (1, 3, 3, 8, 8)
+    with pytest.raises(ValueError, match="temporal_levels"):
+        STUNet(dataclasses.replace(TINY, temporal_levels=3))
+
+
+# (e) freeze_spatial leaves only temporal parameters trainable
+def test_freeze_spatial():
+    net = STUNet(TINY).freeze_spatial()
+    names = {n for n, p in net.named_parameters()}
+    assert all(n.startswith(("spatial.", "temporal.")) for n in names)
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("temporal.") for n in trainable)
+    assert trainable == {n for n in names if n.startswith("temporal.")}
+    net.freeze_spatial(False)
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_gradients_reach_temporal_parameters():
+    net = STUNet(TINY).freeze_spatial()
+    randomise_zero_inits(net.spatial)  # the zero head would otherwise block every gradient
+    out = net(video(2, 8), *cond(2))
+    out.square().mean().backward()
+    assert all(p.grad is None for p in net.spatial.parameters())
+    grads = {n: p.grad for n, p in net.temporal.named_parameters()}
+    # Zero-initialised output projections get gradient first; every temporal block has one.
+    for name in (".proj.weight", ".out.weight", ".mlp_out.weight"):
+        hit = [g for n, g in grads.items() if n.endswith(name)]
+        assert hit and all(g is not None and g.abs().sum() > 0 for g in hit), name
+    for name in ("downsample.0.conv.weight", "upsample.0.conv.weight"):
+        assert grads[name].abs().sum() > 0
+
+
+def test_embedding_conditions_temporal_blocks():
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 4, 3, 3)
+    emb = torch.randn(1, 64).expand(2, -1).clone()
+    emb[1] += 1.0
+    for blk in (TemporalConvBlock(16, emb_dim=64, kernel=3), TemporalAttentionBlock(16, emb_dim=64, heads=2)):
+        randomise_zero_inits(blk)
+        same = blk(x[:1].expand(2, -1, -1, -1, -1), emb)
+        assert not torch.allclose(same[0], same[1], atol=1e-4)
+
+    # Through the whole network: only the pooled text differs and only the temporal path learned.
+    net = STUNet(TINY).eval()
+    randomise_zero_inits(net.temporal)
+    randomise_zero_inits(net.spatial.head)
+    c_noise, ctx, pooled, mask = cond(1)
+    pooled2 = torch.cat([pooled, pooled + 1.0])
+    x = video(1, 8).expand(2, -1, -1, -1, -1)
+    with torch.no_grad():
+        out = net(x, c_noise.expand(2), ctx.expand(2, -1, -1), pooled2, mask.expand(2, -1))
+        out_temporal_only = out[0] - out[1]
+        net.temporal.pooled_proj.weight.zero_()
+        net.temporal.pooled_proj.bias.zero_()
+        net.spatial.pooled_proj.weight.zero_()
+        out2 = net(x, c_noise.expand(2), ctx.expand(2, -1, -1), pooled2, mask.expand(2, -1))
+    assert out_temporal_only.abs().max() > 1e-4
+    torch.testing.assert_close(out2[0], out2[1])
+
+
+def test_bf16_autocast_forward():
+    net = STUNet(TINY)
+    randomise_zero_inits(net)
+    x = video(2, 8).contiguous(memory_format=torch.channels_last_3d)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x, *cond(2))
+    assert out.shape == (2, TINY.out_channels, 8, 16, 16)
+    assert torch.isfinite(out).all()
+    with torch.no_grad():
+        ref = net(x.contiguous(), *cond(2))
+    assert (out.float() - ref).abs().mean() < 0.1 * ref.abs().mean() + 1e-3
+
+
+def test_all_masked_context_is_finite():
+    net = STUNet(TINY).eval()
+    randomise_zero_inits(net)
+    c_noise, ctx, pooled, mask = cond(1)
+    with torch.no_grad():
+        out = net(video(1, 4), c_noise, ctx, pooled, torch.zeros_like(mask))
+        out_none = net(video(1, 4), c_noise, ctx, pooled, None)
+    assert torch.isfinite(out).all() and torch.isfinite(out_none).all()
+
+
+def test_unet2d_shapes_and_masking():
+    unet = random_unet().eval()
+    x = rearrange(video(3, 1), "b c 1 h w -> b c h w")
+    c_noise, ctx, pooled, mask = cond(3)
+    with torch.no_grad():
+        out = unet(x, c_noise, ctx, pooled, mask)
+        ctx2 = ctx.clone()
+        ctx2[:, 3:] = torch.randn_like(ctx2[:, 3:])  # masked tokens must not matter
+        out2 = unet(x, c_noise, ctx2, pooled, mask)
+    assert out.shape == (3, TINY.out_channels, 16, 16)
+    torch.testing.assert_close(out, out2)
+
+
+def test_bf16_kernels_when_the_cpu_has_them(monkeypatch):
+    # This machine may lack native bf16 (autocast is then turned off inside the net); force the
+    # bf16 path anyway on a tiny clip to check it runs and stays close to fp32.
+    from lumiere_cli.nn import layers
+
+    monkeypatch.setattr(layers, "_cpu_supports", lambda dtype: True)
+    net = STUNet(TINY).eval()
+    randomise_zero_inits(net)
+    x = video(1, 4)
+    with torch.no_grad():
+        ref = net(x, *cond(1))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(x, *cond(1))
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().mean() < 0.1 * ref.abs().mean() + 1e-3
