@@ -60,7 +60,12 @@ def main() -> None:
     net = STUNet(ucfg)
     n_sp = sum(p.numel() for p in net.spatial.parameters())
     n_tp = sum(p.numel() for p in net.temporal.parameters())
-    print(f"channels {ucfg.channels}  threads {torch.get_num_threads()}")
+    from lumiere_cli.nn.layers import _cpu_supports
+
+    native = _cpu_supports(torch.bfloat16)
+    print(f"channels {ucfg.channels}  threads {torch.get_num_threads()}  native CPU bf16: {native}")
+    if not native:
+        print("(no native bf16: the network turns CPU autocast off, so 'bf16' rows run in fp32)")
     print(f"params: spatial {n_sp / 1e6:.2f}M  temporal {n_tp / 1e6:.2f}M  total {(n_sp + n_tp) / 1e6:.2f}M")
 
     b, t, s, l = args.batch, mcfg.frames, mcfg.size, mcfg.text.context_length

@@ -92,10 +92,8 @@ class FourierFeatures(nn.Module):
 
 def scale_shift(x: Tensor, emb_out: Tensor) -> Tensor:
     """x * (1 + scale) + shift, with (scale, shift) from the embedding, broadcast over space/time."""
-    scale, shift = emb_out.chunk(2, dim=1)
-    extra = x.ndim - 2
-    scale = scale.reshape(*scale.shape, *([1] * extra))
-    shift = shift.reshape(*shift.shape, *([1] * extra))
+    pattern = "b c -> b c 1 1" if x.ndim == 4 else "b c -> b c 1 1 1"  # (b c h w) or (b c t h w)
+    scale, shift = (rearrange(z, pattern) for z in emb_out.chunk(2, dim=1))
     return torch.addcmul(shift, x, 1 + scale)
 
 
