@@ -1,0 +1,235 @@
+"""`generate()`: one library entry point for every task, read top to bottom in phases.
+
+Axis legend: b batch, c channels, t frames, h height, w width.
+Inputs and outputs are uint8 `t h w c` arrays at the model's size (video_io resizes user files);
+inside, pixels are float in [-1, 1], laid out (b, c, t, h, w).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from einops import rearrange, repeat
+
+from .config import SampleOptions
+from .diffusion.samplers import SAMPLERS
+from .diffusion.schedule import get_sigmas, sigmas_for_strength
+from .diffusion.wrappers import CFGDenoiser, PasteKnown, TemporalWindows
+from .errors import InputError, UsageError
+from .model import LumiereModel
+
+TASKS = ("t2v", "i2v", "inpaint", "cinemagraph", "edit")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Inputs:
+    """What the user gave, decoded and fitted to the model's size by video_io."""
+
+    image: np.ndarray | None = None  # uint8 (h, w, 3)
+    video: np.ndarray | None = None  # uint8 (t, h, w, 3)
+    mask: np.ndarray | None = None  # float (h, w) or (t, h, w) in [0, 1]; 1 = generate, 0 = keep
+    strength: float | None = None  # edit: how much of the schedule to run, in (0, 1]
+
+
+@dataclass
+class GenerateResult:
+    frames: np.ndarray  # uint8 (t, h, w, 3)
+    seed: int
+    fps: int
+    timings: dict[str, float] = field(default_factory=dict)
+    unknown_words: list[str] = field(default_factory=list)
+
+
+def unknown_words(prompt: str, vocabulary: tuple[str, ...]) -> list[str]:
+    """Words of `prompt` that no training caption used (empty when the model lists no vocabulary)."""
+    if not vocabulary:
+        return []
+    known = set(vocabulary)
+    seen: list[str] = []
+    for word in re.findall(r"[a-z]+", prompt.lower()):
+        if word not in known and word not in seen:
+            seen.append(word)
+    return seen
+
+
+def generate(
+    model: LumiereModel,
+    prompt: str,
+    *,
+    task: str = "t2v",
+    inputs: Inputs | None = None,
+    options: SampleOptions = SampleOptions(),
+    seed: int,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+) -> GenerateResult:
+    t_start = time.perf_counter()
+    cfg = model.config
+    inputs = inputs or Inputs()
+    progress = progress or (lambda phase, done, total: None)
+
+    # 1. check inputs: every problem is a one-line UsageError/InputError, before any work
+    frames = _check(model, prompt, task, inputs, options)
+
+    # 2. encode the prompt and the negative prompt (the unconditional branch of guidance)
+    progress("encode", 0, 1)
+    with torch.inference_mode():
+        cond = _text_kwargs(model, prompt, device)
+        uncond = _text_kwargs(model, options.negative, device) if options.guidance != 1 else None
+    progress("encode", 1, 1)
+    t_encoded = time.perf_counter()
+
+    # 3. build <C, M> from the task: M = 1 where C is known
+    known, known_mask = _conditioning(task, inputs, frames, cfg.size)
+    if known is not None:
+        known, known_mask = known.to(device), known_mask.to(device)
+        cond.update(cond_video=known * known_mask, cond_mask=known_mask)
+
+    # 4. noise levels (float64, cast at use); SDEdit runs only the tail of the schedule
+    sigmas = get_sigmas(options.steps, cfg.diffusion)
+    if task == "edit":
+        sigmas = sigmas_for_strength(sigmas, float(inputs.strength))
+    sigmas = sigmas.to(torch.float32).to(device)
+
+    # 5. initial noise from an explicit generator, drawn on the CPU so a seed means the same clip anywhere
+    generator = torch.Generator("cpu").manual_seed(seed)
+    shape = (1, 3, frames, cfg.size, cfg.size)
+    noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+    x = noise * sigmas[0]
+    if task == "edit":
+        x = x + _to_clip(inputs.video[:frames]).to(device)
+
+    # 6. denoise: cfg(paste(windows(denoiser))) — each wrapper has the denoiser's signature
+    denoiser = model.denoiser
+    window = options.window or (cfg.frames if frames > cfg.frames else None)
+    if window and window < frames:
+        denoiser = TemporalWindows(denoiser, window, options.overlap)
+    if known is not None:
+        denoiser = PasteKnown(denoiser, known, known_mask)
+    if uncond is not None:
+        denoiser = CFGDenoiser(denoiser, options.guidance, uncond)
+    sampler = SAMPLERS[options.sampler]
+    extra = {"eta": options.eta} if options.sampler == "ddim" else {}
+    steps = len(sigmas) - 1
+    progress("denoise", 0, steps)
+    with torch.inference_mode(), _autocast(options.bf16, device):
+        x = sampler(
+            denoiser, x, sigmas, extra_args=cond, generator=generator,
+            callback=lambda info: progress("denoise", info["i"] + 1, steps), **extra,
+        )
+    t_denoised = time.perf_counter()
+
+    # 7. frames as uint8 (t, h, w, c); known pixels are the user's bytes, exactly
+    out = _to_uint8(x[0])
+    if known is not None:
+        keep = rearrange(known_mask[0, 0].cpu().numpy() > 0.5, "t h w -> t h w 1")
+        out = np.where(keep, _to_uint8(known[0]), out)
+    return GenerateResult(
+        frames=out,
+        seed=seed,
+        fps=cfg.fps,
+        timings={
+            "encode_s": t_encoded - t_start,
+            "denoise_s": t_denoised - t_encoded,
+            "total_s": time.perf_counter() - t_start,
+        },
+        unknown_words=unknown_words(prompt, cfg.vocabulary),
+    )
+
+
+def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: SampleOptions) -> int:
+    cfg = model.config
+    if not prompt or not prompt.strip():
+        raise UsageError("empty prompt: describe the clip, e.g. \"a red circle moving left on a black background\"")
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+    if options.sampler not in SAMPLERS:
+        raise UsageError(f"unknown sampler {options.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    if not 1 <= options.steps <= 1000:
+        raise UsageError(f"steps must be between 1 and 1000; got {options.steps}")
+    if not 0 <= options.guidance <= 50:
+        raise UsageError(f"guidance must be between 0 and 50; got {options.guidance}")
+    if options.eta < 0:
+        raise UsageError(f"eta must be >= 0; got {options.eta}")
+    frames = options.frames or cfg.frames
+    try:
+        model.unet.check_input(frames, cfg.size, cfg.size)
+        if options.window:
+            model.unet.check_input(options.window, cfg.size, cfg.size)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if options.window and not 0 <= options.overlap < options.window:
+        raise UsageError(f"overlap must be between 0 and window - 1 ({options.window - 1}); got {options.overlap}")
+
+    needs = {"i2v": ("image",), "inpaint": ("video", "mask"), "cinemagraph": ("image", "mask"), "edit": ("video",)}
+    for name in needs.get(task, ()):
+        if getattr(inputs, name) is None:
+            raise UsageError(f"{task} needs --{name}")
+    if task == "edit" and not (inputs.strength is not None and 0 < inputs.strength <= 1):
+        raise UsageError(f"edit strength must be in (0, 1]; got {inputs.strength}")
+    size = (cfg.size, cfg.size)
+    if inputs.image is not None and inputs.image.shape != (*size, 3):
+        raise InputError(f"image is {inputs.image.shape}, expected {(*size, 3)}: fit it with video_io.fit_to_model")
+    if inputs.video is not None:
+        if inputs.video.shape[1:] != (*size, 3):
+            raise InputError(f"video frames are {inputs.video.shape[1:]}, expected {(*size, 3)}")
+        if task in ("inpaint", "edit") and len(inputs.video) < frames:
+            raise InputError(f"video has {len(inputs.video)} frames; {task} needs at least {frames} (or pass --frames)")
+    if inputs.mask is not None:
+        m = inputs.mask
+        if m.shape[-2:] != size or m.ndim not in (2, 3):
+            raise InputError(f"mask is {m.shape[-2:]}, the video is {size}: make the mask the video's size")
+        if m.ndim == 3 and len(m) < frames:
+            raise InputError(f"mask video has {len(m)} frames; it needs {frames} (or use a single image mask)")
+    return frames
+
+
+def _text_kwargs(model: LumiereModel, prompt: str, device) -> dict[str, torch.Tensor]:
+    emb = model.text.encode([prompt])
+    return {"context": emb.tokens.to(device), "pooled": emb.pooled.to(device), "context_mask": emb.mask.to(device)}
+
+
+def _to_clip(video: np.ndarray) -> torch.Tensor:
+    """uint8 (t, h, w, c) -> float (1, c, t, h, w) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(video)).float() / 127.5 - 1
+    return rearrange(x, "t h w c -> 1 c t h w")
+
+
+def _to_uint8(clip: torch.Tensor) -> np.ndarray:
+    """float (c, t, h, w) in [-1, 1] -> uint8 (t, h, w, c)."""
+    x = ((clip.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return rearrange(x, "c t h w -> t h w c").cpu().numpy()
+
+
+def _conditioning(task: str, inputs: Inputs, frames: int, size: int):
+    """The known clip and M (1 = known) of DESIGN §2, or (None, None) for text-to-video and edit."""
+    if task in ("t2v", "edit"):
+        return None, None
+    known = torch.zeros(1, 3, frames, size, size)
+    known_mask = torch.zeros(1, 1, frames, size, size)
+    if task == "i2v":
+        known[:, :, 0] = _to_clip(inputs.image[None])[:, :, 0]
+        known_mask[:, :, 0] = 1
+        return known, known_mask
+    region = torch.from_numpy(np.asarray(inputs.mask, dtype=np.float32))
+    region = (repeat(region, "h w -> t h w", t=frames) if region.ndim == 2 else region[:frames]) > 0.5
+    keep = rearrange((~region).float(), "t h w -> 1 1 t h w")
+    if task == "inpaint":
+        known = _to_clip(inputs.video[:frames])
+        return known, keep
+    # cinemagraph: the still on every frame; all of frame 0 and the outside of the region are known
+    known = repeat(_to_clip(inputs.image[None]), "b c 1 h w -> b c t h w", t=frames).clone()
+    keep[:, :, 0] = 1
+    return known, keep
+
+
+def _autocast(enabled: bool, device):
+    dev = torch.device(device).type
+    dtype = torch.bfloat16
+    return torch.autocast(dev, dtype=dtype, enabled=enabled)

@@ -1,0 +1,130 @@
+"""generate() end to end on a tiny random model, and the weights file rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from lumiere_cli.config import SampleOptions
+from lumiere_cli.errors import InputError, UsageError, WeightsError
+from lumiere_cli.pipeline import Inputs, generate, unknown_words
+from lumiere_cli.weights import load_model, read_header, save_model, weights_hash
+
+FAST = SampleOptions(steps=3)
+
+
+def test_t2v_end_to_end(tiny_model):
+    seen = []
+    res = generate(tiny_model, "a red circle moving left", options=FAST, seed=1,
+                   progress=lambda phase, done, total: seen.append((phase, done, total)))
+    assert res.frames.shape == (8, 16, 16, 3) and res.frames.dtype == np.uint8
+    assert res.frames.std() > 0
+    assert ("denoise", 3, 3) in seen and ("encode", 1, 1) in seen
+    assert set(res.timings) == {"encode_s", "denoise_s", "total_s"}
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp-2m"])
+def test_same_seed_same_clip_bit_for_bit(tiny_model, sampler):
+    opts = SampleOptions(steps=3, sampler=sampler, eta=0.5 if sampler == "ddim" else 0.0)
+    a = generate(tiny_model, "a red circle", options=opts, seed=7).frames
+    b = generate(tiny_model, "a red circle", options=opts, seed=7).frames
+    c = generate(tiny_model, "a red circle", options=opts, seed=8).frames
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_unknown_words_reported(tiny_model):
+    res = generate(tiny_model, "a red dragon moving left", options=FAST, seed=0)
+    assert res.unknown_words == ["dragon"]
+    assert unknown_words("A RED circle", ("a", "red", "circle")) == []
+
+
+def test_known_pixels_come_back_unchanged(tiny_model):
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    mask = np.zeros((16, 16), np.float32)
+    mask[4:12, 4:12] = 1
+    out = generate(tiny_model, "a red circle", task="inpaint", inputs=Inputs(video=video, mask=mask),
+                   options=FAST, seed=0).frames
+    assert np.array_equal(out[:, mask == 0], video[:, mask == 0])
+    assert not np.array_equal(out[:, mask == 1], video[:, mask == 1])
+
+    image = video[0]
+    out = generate(tiny_model, "a red circle", task="i2v", inputs=Inputs(image=image), options=FAST, seed=0).frames
+    assert np.array_equal(out[0], image)
+
+    out = generate(tiny_model, "a red circle", task="cinemagraph", inputs=Inputs(image=image, mask=mask),
+                   options=FAST, seed=0).frames
+    assert np.array_equal(out[0], image)
+    assert all(np.array_equal(f[mask == 0], image[mask == 0]) for f in out)
+
+
+def test_edit_low_strength_stays_close(tiny_model):
+    video = np.full((8, 16, 16, 3), 100, np.uint8)
+    weak = generate(tiny_model, "a red circle", task="edit", inputs=Inputs(video=video, strength=0.05),
+                    options=SampleOptions(steps=20), seed=0).frames
+    strong = generate(tiny_model, "a red circle", task="edit", inputs=Inputs(video=video, strength=1.0),
+                      options=SampleOptions(steps=20), seed=0).frames
+    err = lambda f: np.abs(f.astype(int) - 100).mean()  # noqa: E731
+    assert err(weak) < err(strong)
+
+
+def test_longer_clip_through_temporal_windows(tiny_model):
+    res = generate(tiny_model, "a red circle", options=SampleOptions(steps=2, frames=16, overlap=2), seed=0)
+    assert res.frames.shape[0] == 16
+
+
+@pytest.mark.parametrize("kwargs, err", [
+    (dict(prompt="  "), UsageError),
+    (dict(options=SampleOptions(frames=7)), UsageError),
+    (dict(options=SampleOptions(steps=0)), UsageError),
+    (dict(options=SampleOptions(sampler="euler")), UsageError),
+    (dict(task="i2v"), UsageError),
+    (dict(task="edit", inputs=Inputs(video=np.zeros((8, 16, 16, 3), np.uint8), strength=1.5)), UsageError),
+    (dict(task="i2v", inputs=Inputs(image=np.zeros((20, 16, 3), np.uint8))), InputError),
+    (dict(task="inpaint", inputs=Inputs(video=np.zeros((8, 16, 16, 3), np.uint8), mask=np.ones((8, 8)))), InputError),
+])
+def test_bad_requests_raise_one_line_errors(tiny_model, kwargs, err):
+    kwargs = {"prompt": "a red circle", **kwargs}
+    with pytest.raises(err) as e:
+        generate(tiny_model, kwargs.pop("prompt"), seed=0, **{"options": FAST, **kwargs})
+    assert "\n" not in str(e.value)
+    if "frames" in str(e.value):
+        assert "8" in str(e.value)  # names valid frame counts
+
+
+def test_weights_round_trip_and_config(tiny_model, tiny_weights, tmp_path):
+    again = load_model(tiny_weights)
+    assert again.config == tiny_model.config
+    for (k, a), (_, b) in zip(tiny_model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert weights_hash(tiny_weights) == again.weights_hash
+    meta = read_header(tiny_weights)
+    assert json.loads(meta["config"])["frames"] == 8
+    half = save_model(again, tmp_path / "half.safetensors", dtype=torch.float16)
+    assert load_model(half).config == again.config
+
+
+def test_tampered_missing_and_pickled_weights_are_refused(tiny_weights, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_weights, bad)
+    f = bad / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-5] ^= 0xFF  # flip a byte inside the last tensor
+    f.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="hash mismatch"):
+        load_model(bad)
+    with pytest.raises(WeightsError, match="no weights"):
+        load_model(tmp_path / "nowhere")
+    pickle = tmp_path / "model.pt"
+    torch.save({"x": torch.zeros(1)}, pickle)
+    with pytest.raises(WeightsError, match="pickled"):
+        load_model(pickle)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError):
+        load_model(junk)
