@@ -174,6 +174,7 @@ def test_edit(env, model_cfg):
 
 
 def test_stylize_caches_and_reuses_style(env):
+    pytest.importorskip("lumiere_cli.stylize")
     _still(env / "ref.png")
     args = ["stylize", "a red circle", "--ref", "ref.png", "--style-steps", 2, "--alpha", 0.5, "--json", *FAST]
     r = invoke(*args)
@@ -195,6 +196,22 @@ def test_info(env, model_cfg):
     assert data["vocabulary"] == list(model_cfg.vocabulary)
     r = invoke("info")
     assert r.exit_code == 0 and "frames" in r.stdout
+
+
+def test_eval_table_and_json(env):
+    r = invoke("eval", "--n", 1, "--steps", 1, "--json-out", "e.json", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "held_in" in r.stdout and "held_out" in r.stdout
+    assert set(json.loads(Path("e.json").read_text())["splits"]) == {"held_in", "held_out"}
+
+
+def test_train_a_few_steps(env):
+    pytest.importorskip("lumiere_cli.train")
+    r = invoke("train", "--stage", "t2i", "--steps", 2, "--batch-size", 2, "--out", "run", "--device", "cpu",
+               "--config", json.dumps({"size": 16, "frames": 8, "unet": {"channels": [16, 32], "attn_levels": [False, True],
+                                                                        "temporal_levels": 1}}))
+    assert r.exit_code == 0, r.output
+    assert Path(r.stdout.strip().splitlines()[-1]).exists()
 
 
 # ----------------------------------------------------------------------------- batch use
@@ -242,7 +259,7 @@ def test_quiet_leaves_only_errors(env):
 def test_unknown_words_warn_once(env, model_cfg):
     if not model_cfg.vocabulary:
         pytest.skip("the tiny model records no vocabulary")
-    Path("p.txt").write_text("a zorblax circle\na zorblax square\n")
+    Path("p.txt").write_text("a zorblax circle\na red zorblax\n")
     r = invoke("t2v", "--prompts", "p.txt", "-f", "gif", *FAST)
     assert r.exit_code == 0, r.output
     assert r.stderr.count("never saw") == 1 and "zorblax" in r.stderr and "lumiere info" in r.stderr
@@ -337,8 +354,9 @@ def test_tampered_and_pickled_weights(env, tiny_weights):
     import pickle
 
     (pickled / "model.pt").write_bytes(pickle.dumps({"w": [1, 2, 3]}))
-    r = invoke("t2v", "x", "--weights", pickled, *FAST)
+    r = invoke("t2v", "x", "--weights", pickled / "model.pt", *FAST)
     _one_line_error(r, 3)
+    assert "pickled" in r.stderr
 
 
 def test_interrupt_exits_130_and_leaves_no_file(env, monkeypatch):

@@ -155,10 +155,12 @@ def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shar
     result = generate(model, item.prompt, task=task_name, inputs=inputs, options=options, seed=seed,
                       device=device, progress=ui.library_progress(label))
     t_generate = time.perf_counter() - t0
-    if result.unknown_words:
-        words = ", ".join(result.unknown_words)
-        ui.warn(f"the model never saw: {words}; generating anyway (see `lumiere info` for its vocabulary)",
-                once_key=words)
+    # Warn once per word over the whole batch: a prompt file repeats the same words a lot.
+    new_words = [w for w in result.unknown_words or [] if w not in ui.warned_words]
+    if new_words:
+        ui.warned_words.update(new_words)
+        ui.warn(f"the model never saw: {', '.join(new_words)}; generating anyway "
+                "(see `lumiere info` for its vocabulary)")
 
     frames = result.frames
     size = list(frames.shape[1:3])
@@ -320,7 +322,8 @@ def _load(weights: Path | None, device: str):
     from lumiere_cli import weights as weights_mod
 
     model = weights_mod.load_model(weights, device=device)
-    info: dict[str, Any] = {"path": str(weights) if weights is not None else None}
+    resolve = getattr(weights_mod, "resolve", None)
+    info: dict[str, Any] = {"path": str(resolve(weights) if resolve else weights)}
     digest = getattr(model, "weights_hash", None) or (model.card or {}).get("weights_hash")
     if digest is None:
         try:

@@ -78,7 +78,7 @@ class UI:
         self._status_task = None
         self._overall_task = None
         self._clip_task = None
-        self._warned: set[str] = set()
+        self.warned_words: set[str] = set()
 
     # -------------------------------------------------------------- lines
     def log(self, message: str) -> None:
@@ -89,11 +89,7 @@ class UI:
         else:
             self.console.print(message)
 
-    def warn(self, message: str, *, once_key: str | None = None) -> None:
-        if self.quiet or (once_key is not None and once_key in self._warned):
-            return
-        if once_key is not None:
-            self._warned.add(once_key)
+    def warn(self, message: str) -> None:
         self.log(f"[yellow]warning:[/] {escape(message)}")
 
     def error(self, message: str) -> None:
