@@ -1,0 +1,47 @@
+"""Random <C, M> layouts for training, so one model serves every command (DESIGN §2).
+
+Axis legend: b batch, t frames, h height, w width. M = 1 where the conditioning video is known.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+# Shares of each layout during video training: none (text-to-video), first frame (image-to-video),
+# a box regenerated on every frame (inpainting), frame 0 plus the outside of a box (cinemagraph).
+VIDEO_LAYOUTS = {"none": 0.4, "first_frame": 0.2, "inpaint": 0.2, "cinemagraph": 0.2}
+# Single frames: only "none" and "inpaint" mean anything without time.
+IMAGE_LAYOUTS = {"none": 0.6, "inpaint": 0.4}
+
+
+def _boxes(b: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
+    """(b, h, w) bool, True inside one random box covering 15-70% of each side."""
+    sizes = torch.rand(b, 2, generator=generator) * 0.55 + 0.15
+    starts = torch.rand(b, 2, generator=generator) * (1 - sizes)
+    ys = (torch.arange(h) + 0.5) / h
+    xs = (torch.arange(w) + 0.5) / w
+    inside_y = (ys[None] >= starts[:, :1]) & (ys[None] < starts[:, :1] + sizes[:, :1])
+    inside_x = (xs[None] >= starts[:, 1:]) & (xs[None] < starts[:, 1:] + sizes[:, 1:])
+    return rearrange(inside_y, "b h -> b h 1") & rearrange(inside_x, "b w -> b 1 w")
+
+
+def random_known_mask(
+    b: int, t: int, h: int, w: int, *, generator: torch.Generator, layouts: dict[str, float] = VIDEO_LAYOUTS
+) -> torch.Tensor:
+    """(b, 1, t, h, w) float: M for each sample, its layout drawn from `layouts`."""
+    names = list(layouts)
+    probs = torch.tensor([layouts[n] for n in names], dtype=torch.float)
+    kinds = torch.multinomial(probs, b, replacement=True, generator=generator)
+    region = _boxes(b, h, w, generator)  # (b, h, w): where to generate
+    mask = torch.zeros(b, 1, t, h, w)
+    for i, k in enumerate(kinds.tolist()):
+        kind = names[k]
+        if kind == "first_frame":
+            mask[i, :, 0] = 1
+        elif kind == "inpaint":
+            mask[i, :] = (~region[i]).float()
+        elif kind == "cinemagraph":
+            mask[i, :] = (~region[i]).float()
+            mask[i, :, 0] = 1
+    return mask

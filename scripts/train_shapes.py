@@ -1,0 +1,58 @@
+"""The shipped model's recipe: text -> t2i -> video, each stage resumable (re-run to continue).
+
+    python scripts/train_shapes.py --out runs/shapes [--text-steps N --t2i-steps N --video-steps N]
+
+Under torchrun every process runs this script; rank 0 writes. Progress lines go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from lumiere_cli.config import ModelConfig, TrainConfig
+from lumiere_cli.train import train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="runs/shapes")
+    ap.add_argument("--text-steps", type=int, default=600)
+    ap.add_argument("--t2i-steps", type=int, default=4000)
+    ap.add_argument("--video-steps", type=int, default=2500)
+    ap.add_argument("--unfrozen-steps", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    rank0 = os.environ.get("RANK", "0") == "0"
+    t0 = time.time()
+
+    def log(stage):
+        def progress(step, total, **m):
+            if m and rank0:
+                print(f"[{(time.time() - t0) / 60:6.1f} min] {stage} {step}/{total} "
+                      + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
+        return progress
+
+    plan = [
+        ("text", args.text_steps, dict(batch_size=128, lr=1e-3, warmup=50)),
+        ("t2i", args.t2i_steps, dict(batch_size=64, lr=6e-4, warmup=200)),
+        ("video", args.video_steps, dict(batch_size=16, lr=5e-4, warmup=100)),
+        ("video-unfrozen", args.unfrozen_steps, dict(batch_size=16, lr=1e-4, warmup=50)),
+    ]
+    init = None
+    for stage, steps, kw in plan:
+        if steps <= 0:
+            continue
+        cfg = TrainConfig(stage=stage, out_dir=f"{args.out}/{stage}", init=init, model=ModelConfig(),
+                          steps=steps, device=args.device, log_every=25, checkpoint_every=250, **kw)
+        init = str(train(cfg, progress=log(stage)))
+        if rank0:
+            print(f"stage {stage} done: {init}", flush=True)
+    if rank0:
+        print(f"final weights: {init}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
