@@ -22,6 +22,7 @@ from .diffusion.schedule import get_sigmas, sigmas_for_strength
 from .diffusion.wrappers import CFGDenoiser, PasteKnown, TemporalWindows
 from .errors import InputError, UsageError
 from .model import LumiereModel
+from .nn.layers import fast_autocast
 
 TASKS = ("t2v", "i2v", "inpaint", "cinemagraph", "edit")
 Progress = Callable[[str, int, int], None]
@@ -118,7 +119,7 @@ def generate(
     extra = {"eta": options.eta} if options.sampler == "ddim" else {}
     steps = len(sigmas) - 1
     progress("denoise", 0, steps)
-    with torch.inference_mode(), _autocast(options.bf16, device):
+    with torch.inference_mode(), fast_autocast(device, options.bf16):
         x = sampler(
             denoiser, x, sigmas, extra_args=cond, generator=generator,
             callback=lambda info: progress("denoise", info["i"] + 1, steps), **extra,
@@ -228,8 +229,3 @@ def _conditioning(task: str, inputs: Inputs, frames: int, size: int):
     keep[:, :, 0] = 1
     return known, keep
 
-
-def _autocast(enabled: bool, device):
-    dev = torch.device(device).type
-    dtype = torch.bfloat16
-    return torch.autocast(dev, dtype=dtype, enabled=enabled)

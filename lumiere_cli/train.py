@@ -35,6 +35,7 @@ from .diffusion.schedule import sample_training_sigmas
 from .errors import UsageError
 from .masks import IMAGE_LAYOUTS, VIDEO_LAYOUTS, random_known_mask
 from .model import LumiereModel
+from .nn.layers import fast_autocast
 from .nn.video_encoder import VideoEncoder
 
 STAGES = ("text", "t2i", "video", "video-unfrozen")
@@ -287,7 +288,7 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
         num_workers=1, worker_init_fn=_worker_init, persistent_workers=False,
         pin_memory=dist.device.type == "cuda",
     )
-    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    autocast = fast_autocast(dist.device, cfg.bf16)
     items = cfg.batch_size * dist.world
     t_last, step_last = time.perf_counter(), start
     t0 = time.perf_counter() - elapsed

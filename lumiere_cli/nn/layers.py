@@ -338,3 +338,10 @@ class TemporalAttentionBlock(nn.Module):
         tokens = tokens + self.mlp_out(F.gelu(self.mlp_in(m)))
         out = rearrange(tokens, "(b h w) t c -> b c t h w", b=b, h=h, w=w)
         return out.contiguous(memory_format=fmt)
+
+
+def fast_autocast(device: torch.device | str, enabled: bool = True) -> torch.autocast:
+    """bf16 autocast where the hardware runs it natively (CUDA, AVX512-BF16/AMX CPUs), else off."""
+    device = torch.device(device)
+    native = device.type != "cpu" or _cpu_supports(torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and native)

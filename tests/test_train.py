@@ -1,0 +1,96 @@
+"""Training: every stage runs, resume is exact, two processes train under torchrun (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_CONFIG
+from lumiere_cli.config import TrainConfig, dumps
+from lumiere_cli.masks import random_known_mask
+from lumiere_cli.train import make_batch, train
+from lumiere_cli.weights import load_model
+
+TINY = replace(TINY_CONFIG, vocabulary=())
+
+
+def _cfg(tmp_path, stage="t2i", **kw):
+    base = dict(stage=stage, out_dir=str(tmp_path / stage), model=TINY, steps=4, batch_size=2,
+                checkpoint_every=2, log_every=1, warmup=2)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_stages_chain_and_freeze_what_they_should(tmp_path):
+    text = train(_cfg(tmp_path, "text", steps=2))
+    t2i = train(_cfg(tmp_path, "t2i", init=str(text), steps=2))
+    video = train(_cfg(tmp_path, "video", init=str(t2i), steps=2))
+    a, b, c = (load_file(str(p)) for p in (text, t2i, video))
+    changed = lambda x, y, prefix: any(not torch.equal(x[k], y[k]) for k in x if k.startswith(prefix))  # noqa: E731
+    assert changed(a, b, "unet.spatial.") and not changed(a, b, "text.") and not changed(a, b, "unet.temporal.")
+    assert changed(b, c, "unet.temporal.") and not changed(b, c, "unet.spatial.") and not changed(b, c, "text.")
+    model = load_model(video)
+    assert [r["stage"] for r in model.card["training"]] == ["text", "t2i", "video"]
+    assert model.config.vocabulary  # filled from the world when the config had none
+
+
+def test_resume_continues_exactly(tmp_path):
+    whole = load_file(str(train(_cfg(tmp_path / "a"))))
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_2(step, total, **_):
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(_cfg(tmp_path / "b"), progress=stop_after_2)
+    resumed = load_file(str(train(_cfg(tmp_path / "b"))))
+    assert whole.keys() == resumed.keys()
+    for k in whole:
+        torch.testing.assert_close(resumed[k], whole[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_batches_are_a_function_of_seed_rank_step():
+    cfg = TrainConfig(stage="video", model=TINY, batch_size=3)
+    a, b = make_batch(cfg, TINY, rank=0, step=5), make_batch(cfg, TINY, rank=0, step=5)
+    c = make_batch(cfg, TINY, rank=1, step=5)
+    assert torch.equal(a["x0"], b["x0"]) and a["captions"] == b["captions"]
+    assert not torch.equal(a["x0"], c["x0"])
+    assert a["x0"].shape == (3, 3, 8, 16, 16) and a["cond_mask"].shape == (3, 1, 8, 16, 16)
+
+
+def test_known_mask_layouts():
+    g = torch.Generator().manual_seed(0)
+    m = random_known_mask(400, 4, 8, 8, generator=g)
+    frame0_all = (m[:, 0, 0] == 1).flatten(1).all(1)
+    later_known = m[:, 0, 1:].flatten(1).mean(1)
+    kinds = {
+        "none": (m.flatten(1).sum(1) == 0),
+        "first": frame0_all & (later_known == 0),
+        "inpaint": ~frame0_all & (later_known > 0),
+        "cinemagraph": frame0_all & (later_known > 0) & (later_known < 1),
+    }
+    for name, sel in kinds.items():
+        assert 0.1 < sel.float().mean() < 0.55, name
+
+
+@pytest.mark.slow
+def test_two_process_ddp_start(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "lumiere_cli", "train", "--stage", "t2i", "--steps", "3", "--batch-size", "2",
+           "--out", str(out), "--config", dumps(TINY), "--device", "cpu", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = load_model(out / "weights")
+    record = model.card["training"][-1]
+    assert record["processes"] == 2 and record["samples_seen"] == 3 * 2 * 2
