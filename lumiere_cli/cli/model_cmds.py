@@ -68,8 +68,16 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
 
 
 def _flat(value: Any) -> str:
+    if isinstance(value, dict) and "splits" in value:  # eval figures: one line per split
+        return "\n".join(
+            f"{name}: all {s['all']:.0%}, colour {s['colour']:.0%}, shape {s['shape']:.0%}, "
+            f"motion {s['motion']:.0%}, background {s['background']:.0%} ({s['count']} clips)"
+            for name, s in value["splits"].items()
+        )
     if isinstance(value, dict):
         return "\n".join(f"{k}: {_flat(v)}" for k, v in value.items())
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return "\n".join(", ".join(f"{k} {_flat(v)}" for k, v in item.items()) for item in value)
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
