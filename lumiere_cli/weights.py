@@ -73,6 +73,7 @@ def save_model(
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)  # safetensors creates 0600; weights are meant to be shared
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
