@@ -128,3 +128,13 @@ def test_tampered_missing_and_pickled_weights_are_refused(tiny_weights, tmp_path
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(WeightsError):
         load_model(junk)
+
+
+def test_shipped_weights_load_by_default_and_generate(monkeypatch):
+    monkeypatch.delenv("LUMIERE_WEIGHTS", raising=False)
+    model = load_model()  # weights/model.safetensors, hash-checked
+    cfg = model.config
+    assert cfg.frames >= 16 and cfg.size >= 32 and "circle" in cfg.vocabulary
+    assert model.card["training"] and "eval" in model.card
+    res = generate(model, "a red circle moving left on a black background", options=SampleOptions(steps=2), seed=0)
+    assert res.frames.shape == (cfg.frames, cfg.size, cfg.size, 3) and not res.unknown_words
