@@ -84,7 +84,10 @@ def sample_ddim(
         # 3. step: x_next = x0_hat + sigma_down eps_hat (+ sigma_up xi)
         x = denoised + sigma_down * eps
         if sigma_up > 0:
-            x = x + sigma_up * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            # Drawn on the generator's device, so a CPU generator gives the same noise for a CUDA x.
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype,
+                                device=generator.device if generator is not None else x.device)
+            x = x + sigma_up * noise.to(x.device)
     return x
 
 
