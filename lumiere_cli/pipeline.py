@@ -193,7 +193,7 @@ def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options:
 
 def _text_kwargs(model: LumiereModel, prompt: str, device) -> dict[str, torch.Tensor]:
     emb = model.text.encode([prompt])
-    return {"context": emb.tokens.to(device), "pooled": emb.pooled.to(device), "context_mask": emb.mask.to(device)}
+    return {k: v.to(device) for k, v in emb.as_kwargs().items()}
 
 
 def _to_clip(video: np.ndarray) -> torch.Tensor:

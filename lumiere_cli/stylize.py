@@ -61,7 +61,7 @@ def train_style(
         text = model.text.encode([""])
     x0 = rearrange(torch.from_numpy(image).float() / 127.5 - 1, "h w c -> 1 c h w")
     ctx = {k: repeat(v, "1 ... -> b ...", b=batch_size).to(device)
-           for k, v in dict(context=text.tokens, pooled=text.pooled, context_mask=text.mask).items()}
+           for k, v in text.as_kwargs().items()}
     for step in range(steps):
         batch = _augment(repeat(x0, "1 c h w -> b c h w", b=batch_size), generator).to(device)
         sigma = denoiser.sample_training_sigmas(batch_size, generator=generator).to(device)

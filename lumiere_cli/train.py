@@ -293,7 +293,6 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
     t_last, step_last = time.perf_counter(), start
     t0 = time.perf_counter() - elapsed
     loss_avg = None
-    step = start
 
     def save(step: int) -> Path:
         _save_checkpoint(ckpt, model=model, ema=ema, module=module, opt=opt, step=step, cfg=cfg,
@@ -307,8 +306,7 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
     for step, batch in enumerate(loader, start=start):
         with torch.no_grad():
             if "captions" in batch and cfg.stage != "text":
-                text = model.text.encode(batch.pop("captions"))
-                batch |= {"context": text.tokens, "pooled": text.pooled, "context_mask": text.mask}
+                batch |= model.text.encode(batch.pop("captions")).as_kwargs()
             elif cfg.stage == "text":
                 batch["tokens"] = model.text.tokenize(batch.pop("captions"))
         batch = {k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -335,8 +333,6 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
             progress(done, cfg.steps)
         if dist.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             path = save(done)
-    if dist.main and start >= cfg.steps:
-        path = out / "weights" / "model.safetensors"
     if dist.world > 1:
         torch.distributed.barrier()
     return path if path.suffix else path / "model.safetensors"

@@ -22,6 +22,10 @@ class TextEmbedding(NamedTuple):
     pooled: Tensor  # (b, embed_dim) projected end-of-text features
     mask: Tensor  # (b, l) bool, True up to and including the end-of-text token
 
+    def as_kwargs(self) -> dict[str, Tensor]:
+        """The denoiser's text keyword arguments."""
+        return {"context": self.tokens, "pooled": self.pooled, "context_mask": self.mask}
+
 
 class _ClipTextTower(nn.Module):
     """The text half of an open_clip `CLIP`, which keeps its tower's parts as loose attributes.
