@@ -226,7 +226,8 @@ def _initial_model(cfg: TrainConfig) -> LumiereModel:
     from .weights import load_model
 
     if cfg.init:
-        return load_model(cfg.init)  # the previous stage's config wins: the weights must fit it
+        # The previous stage's config wins; layers added to the code since start as the identity.
+        return load_model(cfg.init, grow=True)
     model_cfg = cfg.model
     if not model_cfg.vocabulary:
         from .world.vocab import vocabulary

@@ -102,8 +102,15 @@ def weights_hash(path: str | os.PathLike | None = None) -> str:
     return read_header(path)["content_hash"]
 
 
-def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LumiereModel:
-    """Rebuild the model from the config in the header and check the content hash."""
+def load_model(
+    path: str | os.PathLike | None = None, device: str | torch.device = "cpu", *, grow: bool = False
+) -> LumiereModel:
+    """Rebuild the model from the config in the header and check the content hash.
+
+    grow: accept weights from an older architecture that lacks some of this code's parameters;
+    those keep their fresh initialisation (new layers start as the identity), which is what a
+    training stage wants from its `init`. Sampling never grows: it would run untrained layers.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -121,9 +128,16 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     if content_hash(tensors) != meta.get("content_hash"):
         raise WeightsError(f"{p}: content hash mismatch: the weights were modified or damaged; re-download them")
     model = LumiereModel(config, card=card)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if unexpected or (missing and not grow):
+        names = ", ".join((unexpected or missing)[:3]) + (" ..." if len(unexpected or missing) > 3 else "")
+        what = "unexpected" if unexpected else "missing"
+        raise WeightsError(f"{p}: weights do not match their config ({what} tensors: {names})")
     try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
-    except RuntimeError as e:
-        raise WeightsError(f"{p}: weights do not match their config ({str(e).splitlines()[0]})") from None
+        model.load_state_dict(state, strict=not grow)
+    except RuntimeError as e:  # shape mismatches
+        raise WeightsError(f"{p}: weights do not match their config ({str(e).splitlines()[-1].strip()})") from None
     model.weights_hash = meta["content_hash"]
     return model.to(device).eval()

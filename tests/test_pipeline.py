@@ -130,6 +130,33 @@ def test_tampered_missing_and_pickled_weights_are_refused(tiny_weights, tmp_path
         load_model(junk)
 
 
+def test_older_weights_grow_into_new_layers_only_when_asked(tiny_model, tmp_path):
+    """A training stage may start from weights saved before a layer was added to the code."""
+    from safetensors.torch import save_file
+
+    from lumiere_cli.config import dumps
+    from lumiere_cli.weights import FORMAT, content_hash
+
+    state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()
+             if not k.startswith("unet.temporal.text_pool.")}
+    old = tmp_path / "old.safetensors"
+    save_file(state, str(old), metadata={"format": FORMAT, "config": dumps(tiny_model.config),
+                                          "card": "{}", "content_hash": content_hash(state)})
+    with pytest.raises(WeightsError, match="do not match"):
+        load_model(old)
+    grown = load_model(old, grow=True)
+    torch.testing.assert_close(grown.unet.temporal.text_pool.out.weight,
+                               torch.zeros_like(grown.unet.temporal.text_pool.out.weight))
+    torch.testing.assert_close(grown.unet.spatial.state_dict(), tiny_model.unet.spatial.state_dict())
+
+    extra = dict(tiny_model.state_dict(), **{"unet.unknown.weight": torch.zeros(2)})
+    extra = {k: v.contiguous() for k, v in extra.items()}
+    save_file(extra, str(old), metadata={"format": FORMAT, "config": dumps(tiny_model.config),
+                                          "card": "{}", "content_hash": content_hash(extra)})
+    with pytest.raises(WeightsError, match="unexpected"):
+        load_model(old, grow=True)
+
+
 def test_shipped_weights_load_by_default_and_generate(monkeypatch):
     monkeypatch.delenv("LUMIERE_WEIGHTS", raising=False)
     model = load_model()  # weights/model.safetensors, hash-checked

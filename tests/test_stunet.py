@@ -15,6 +15,7 @@ from lumiere_cli.nn.layers import (
     TemporalConvBlock,
     TemporalDownsample,
     TemporalUpsample,
+    TextPool,
 )
 
 TINY = UNetConfig(
@@ -42,13 +43,14 @@ def cond(b: int, cfg: UNetConfig = TINY, seed: int = 0):
     )
 
 
-def randomise_zero_inits(module: torch.nn.Module, seed: int = 1) -> None:
+def randomise_zero_inits(module: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
     """Give zero-initialised tensors random values, so identities are not trivially true."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
             if not p.any():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return module
 
 
 def random_unet(cfg: UNetConfig = TINY) -> UNet2D:
@@ -68,17 +70,24 @@ def test_temporal_residual_blocks_are_identity_at_init():
     x = torch.randn(2, 16, 4, 3, 5)
     emb = torch.randn(2, 64)
     conv = TemporalConvBlock(16, emb_dim=64, kernel=3)
-    attn = TemporalAttentionBlock(16, emb_dim=64, heads=2)
+    attn = TemporalAttentionBlock(16, emb_dim=64, heads=2, context_dim=8)
+    ctx = torch.randn(2, 5, 8)
     assert torch.equal(conv(x, emb), x)
-    assert torch.equal(attn(x, emb), x)
+    assert torch.equal(attn(x, emb, ctx, None), x)
+    assert torch.equal(TextPool(8, 64, heads=2)(ctx, None), torch.zeros(2, 64))
 
     net = STUNet(TINY)
     blocks = [m for m in net.temporal.modules() if isinstance(m, (TemporalConvBlock, TemporalAttentionBlock))]
     assert len(blocks) == 2 * 2 * TINY.res_blocks + TINY.temporal_attn_blocks
     for blk in blocks:
-        c = blk.proj.in_channels if isinstance(blk, TemporalConvBlock) else blk.qkv.in_features
-        y = torch.randn(1, c, 4, 2, 2)
-        torch.testing.assert_close(blk(y, torch.randn(1, net.spatial.emb_dim)), y, rtol=0, atol=0)
+        y_emb = torch.randn(1, net.spatial.emb_dim)
+        if isinstance(blk, TemporalConvBlock):
+            y = torch.randn(1, blk.proj.in_channels, 4, 2, 2)
+            out = blk(y, y_emb)
+        else:
+            y = torch.randn(1, blk.qkv.in_features, 4, 2, 2)
+            out = blk(y, y_emb, torch.randn(1, 3, TINY.context_dim), None)
+        torch.testing.assert_close(out, y, rtol=0, atol=0)
 
 
 # (b) a static clip through a freshly inflated STUNet equals the T2I U-Net on every frame
@@ -159,9 +168,10 @@ def test_gradients_reach_temporal_parameters():
     out = net(video(2, 8), *cond(2))
     out.square().mean().backward()
     assert all(p.grad is None for p in net.spatial.parameters())
-    grads = {n: p.grad for n, p in net.temporal.named_parameters()}
-    # Zero-initialised output projections get gradient first; every temporal block has one.
-    for name in (".proj.weight", ".out.weight", ".mlp_out.weight"):
+    # Zero-initialised output projections get gradient first; every temporal block has one. (The
+    # text pool only modulates those blocks, so it is reached from the second step on.)
+    grads = {n: p.grad for n, p in net.temporal.named_parameters() if not n.startswith("text_pool.")}
+    for name in (".proj.weight", ".out.weight", ".out_cross.weight", ".mlp_out.weight"):
         hit = [g for n, g in grads.items() if n.endswith(name)]
         assert hit and all(g is not None and g.abs().sum() > 0 for g in hit), name
     for name in ("downsample.0.conv.weight", "upsample.0.conv.weight"):
@@ -173,9 +183,12 @@ def test_embedding_conditions_temporal_blocks():
     x = torch.randn(2, 16, 4, 3, 3)
     emb = torch.randn(1, 64).expand(2, -1).clone()
     emb[1] += 1.0
-    for blk in (TemporalConvBlock(16, emb_dim=64, kernel=3), TemporalAttentionBlock(16, emb_dim=64, heads=2)):
+    ctx = torch.randn(1, 5, 8).expand(2, -1, -1)
+    for blk in (TemporalConvBlock(16, emb_dim=64, kernel=3),
+                TemporalAttentionBlock(16, emb_dim=64, heads=2, context_dim=8)):
         randomise_zero_inits(blk)
-        same = blk(x[:1].expand(2, -1, -1, -1, -1), emb)
+        args = (ctx, None) if isinstance(blk, TemporalAttentionBlock) else ()
+        same = blk(x[:1].expand(2, -1, -1, -1, -1), emb, *args)
         assert not torch.allclose(same[0], same[1], atol=1e-4)
 
     # Through the whole network: only the pooled text differs and only the temporal path learned.
@@ -194,6 +207,27 @@ def test_embedding_conditions_temporal_blocks():
         out2 = net(x, c_noise.expand(2), ctx.expand(2, -1, -1), pooled2, mask.expand(2, -1))
     assert out_temporal_only.abs().max() > 1e-4
     torch.testing.assert_close(out2[0], out2[1])
+
+
+def test_text_tokens_condition_temporal_layers_beyond_the_pooled_embedding():
+    """Captions that differ in one word (the pooled embedding held fixed) reach the temporal layers
+    through attention pooling and cross-attention; masked-out tokens do not."""
+    torch.manual_seed(0)
+    ctx = torch.randn(1, 6, 8).repeat(2, 1, 1)
+    ctx[1, 3] = torch.randn(8)  # one word differs
+    mask = torch.tensor([[True] * 4 + [False] * 2] * 2)
+    pool = randomise_zero_inits(TextPool(8, 64, heads=2))
+    attn = randomise_zero_inits(TemporalAttentionBlock(16, emb_dim=64, heads=2, context_dim=8))
+    x = torch.randn(1, 16, 4, 3, 3).expand(2, -1, -1, -1, -1)
+    emb = torch.randn(1, 64).expand(2, -1)
+    with torch.no_grad():
+        pooled, out = pool(ctx, mask), attn(x, emb, ctx, mask)
+        assert not torch.allclose(pooled[0], pooled[1], atol=1e-4)
+        assert not torch.allclose(out[0], out[1], atol=1e-4)
+        padded = ctx.clone()
+        padded[:, 4:] = torch.randn(2, 2, 8)  # behind the mask: ignored
+        torch.testing.assert_close(pool(padded, mask), pooled)
+        torch.testing.assert_close(attn(x, emb, padded, mask), out)
 
 
 def test_bf16_autocast_forward():

@@ -307,9 +307,10 @@ def frame_positions(frames: int, dim: int, *, device=None) -> Tensor:
 
 
 class TemporalAttentionBlock(nn.Module):
-    """Self-attention over frames at each pixel plus an MLP; adaptive norms read the embedding."""
+    """Self-attention over frames at each pixel, cross-attention to the text tokens, then an MLP;
+    adaptive norms read the embedding. Every branch ends in a zero-initialised projection."""
 
-    def __init__(self, channels: int, *, emb_dim: int, heads: int, mlp_ratio: int = 2):
+    def __init__(self, channels: int, *, emb_dim: int, heads: int, context_dim: int, mlp_ratio: int = 2):
         super().__init__()
         if not divisible_by(channels, heads):
             raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
@@ -319,10 +320,16 @@ class TemporalAttentionBlock(nn.Module):
         self.emb_proj = nn.Linear(emb_dim, 4 * channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.out = zero_init(nn.Linear(channels, channels))
+        # The motion words act through time, and the frozen spatial layers never learned to read
+        # them from single frames, so the temporal stack reads the tokens itself.
+        self.norm_cross = nn.LayerNorm(channels)
+        self.q_cross = nn.Linear(channels, channels)
+        self.kv_cross = nn.Linear(context_dim, 2 * channels)
+        self.out_cross = zero_init(nn.Linear(channels, channels))
         self.mlp_in = nn.Linear(channels, mlp_ratio * channels)
         self.mlp_out = zero_init(nn.Linear(mlp_ratio * channels, channels))
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor, context_mask: Tensor | None) -> Tensor:
         b, c, t, h, w = x.shape
         fmt = _memory_format(x)
         tokens = rearrange(x, "b c t h w -> (b h w) t c")
@@ -334,10 +341,41 @@ class TemporalAttentionBlock(nn.Module):
         q, k, v = self.qkv(a).chunk(3, dim=-1)
         tokens = tokens + self.out(attention(q, k, v, heads=self.heads))
 
+        # Cross-attention is per token, so each clip's tokens query its caption in one batch row.
+        q = rearrange(self.q_cross(self.norm_cross(tokens)), "(b hw) t c -> b (hw t) c", b=b)
+        k, v = self.kv_cross(context).chunk(2, dim=-1)
+        read = attention(q, k, v, heads=self.heads, mask=context_mask)
+        tokens = tokens + self.out_cross(rearrange(read, "b (hw t) c -> (b hw) t c", t=t))
+
         m = torch.addcmul(shift2, self.norm2(tokens), 1 + scale2)
         tokens = tokens + self.mlp_out(F.gelu(self.mlp_in(m)))
         out = rearrange(tokens, "(b h w) t c -> b c t h w", b=b, h=h, w=w)
         return out.contiguous(memory_format=fmt)
+
+
+class TextPool(nn.Module):
+    """Attention pooling of the text tokens into one embedding: a learned query per head.
+
+    The contrastive pooled embedding is made for matching whole captions, and on the first shipped
+    encoder it barely told apart captions that differ only in their motion word, so the temporal
+    layers learn their own summary. The output starts at zero: adding it changes nothing at init.
+    """
+
+    def __init__(self, context_dim: int, emb_dim: int, *, heads: int):
+        super().__init__()
+        if not divisible_by(context_dim, heads):
+            raise ValueError(f"context_dim ({context_dim}) must be divisible by heads ({heads})")
+        self.heads = heads
+        self.query = nn.Parameter(torch.randn(1, 1, context_dim) * context_dim**-0.5)
+        self.norm = nn.LayerNorm(context_dim)
+        self.kv = nn.Linear(context_dim, 2 * context_dim)
+        self.out = zero_init(nn.Linear(context_dim, emb_dim))
+
+    def forward(self, context: Tensor, context_mask: Tensor | None) -> Tensor:
+        k, v = self.kv(self.norm(context)).chunk(2, dim=-1)
+        q = repeat(self.query, "1 1 d -> b 1 d", b=context.shape[0]).to(k.dtype)
+        pooled = attention(q, k, v, heads=self.heads, mask=context_mask)
+        return self.out(rearrange(pooled, "b 1 d -> b d"))
 
 
 def fast_autocast(device: torch.device | str, enabled: bool = True) -> torch.autocast:

@@ -19,6 +19,7 @@ from .layers import (
     TemporalConvBlock,
     TemporalDownsample,
     TemporalUpsample,
+    TextPool,
     exists,
     native_precision,
 )
@@ -36,6 +37,7 @@ class TemporalLayers(nn.Module):
         # Motion words must reach the temporal layers even with the spatial weights frozen, so the
         # pooled text gets a trainable projection of its own, added to the spatial embedding.
         self.pooled_proj = nn.Linear(cfg.pooled_dim, emb_dim)
+        self.text_pool = TextPool(cfg.context_dim, emb_dim, heads=cfg.heads)
         # down_blocks[i][j] follows the j-th spatial block of encoder level i (not the coarsest).
         self.down_blocks = nn.ModuleList(
             nn.ModuleList(TemporalConvBlock(ch[i], **kw) for _ in range(cfg.res_blocks))
@@ -55,7 +57,7 @@ class TemporalLayers(nn.Module):
             TemporalUpsample(ch[i], kernel=cfg.temporal_kernel) for i in range(cfg.temporal_levels)
         )
         self.attn_blocks = nn.ModuleList(
-            TemporalAttentionBlock(ch[-1], emb_dim=emb_dim, heads=cfg.heads)
+            TemporalAttentionBlock(ch[-1], emb_dim=emb_dim, heads=cfg.heads, context_dim=cfg.context_dim)
             for _ in range(cfg.temporal_attn_blocks)
         )
 
@@ -139,7 +141,7 @@ class STUNet(nn.Module):
 
         mask = safe_context_mask(context_mask)
         emb = sp.embed(c_noise, pooled)  # (b, d)
-        temb = emb + tp.pooled_proj(pooled)  # temporal layers' embedding
+        temb = emb + tp.pooled_proj(pooled) + tp.text_pool(context, mask)  # temporal layers' embedding
 
         per_frame: dict[int, tuple[Tensor, Tensor, Tensor | None]] = {}
 
@@ -179,7 +181,7 @@ class STUNet(nn.Module):
         if len(tp.attn_blocks):
             clip = to_clip(h, t)
             for blk in tp.attn_blocks:
-                clip = blk(clip, temb)
+                clip = blk(clip, temb, context, mask)
             h = to_frames(clip)
 
         for i in reversed(range(sp.levels)):
