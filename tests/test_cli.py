@@ -328,6 +328,21 @@ def test_out_of_range_numbers_are_usage_errors(env, args):
     assert r.exit_code == 2 and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize("args, words", [(["t2v", "x", "--bogus"], "No such option: --bogus"),
+                                         (["t2v", "x", "--steps", "abc"], "'--steps'"),
+                                         (["nosuch"], "No such command")])
+def test_click_usage_errors_are_one_line_through_the_entry_point(args, words):
+    proc = subprocess.run([sys.executable, "-m", "lumiere_cli", *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and words in proc.stderr
+    assert "--help" in proc.stderr and not proc.stdout
+
+
+def test_no_arguments_prints_help():
+    proc = subprocess.run([sys.executable, "-m", "lumiere_cli"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "t2v" in proc.stdout
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_directory(env):
     ro = env / "ro"

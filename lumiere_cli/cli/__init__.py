@@ -21,7 +21,6 @@ app = typer.Typer(
     help="Generate and edit short videos with a Space-Time U-Net diffusion model (after Lumiere). "
     "Every output is AI-generated and says so in its metadata.",
     rich_markup_mode="rich",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # main() prints one line instead; LUMIERE_DEBUG=1 for a traceback
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -35,7 +34,17 @@ def main() -> None:
     from lumiere_cli.errors import LumiereError
 
     try:
-        app(prog_name="lumiere")
+        # Not standalone: Click's own usage errors come back here, to be reported in one line.
+        code = app(args=sys.argv[1:] or ["--help"], prog_name="lumiere", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.TyperException as e:  # Click's usage errors (bad option, bad value, no such command)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        report_error(f"{e.format_message()}{hint}")
+        sys.exit(getattr(e, "exit_code", 2))
+    except typer.Abort:
+        report_error("interrupted")
+        sys.exit(INTERRUPTED)
     except KeyboardInterrupt:
         report_error("interrupted")
         sys.exit(INTERRUPTED)
