@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--scale", type=int, default=3)
     args = ap.parse_args()
-    model = load_model(args.weights)
+    model = load_model(args.weights, grow=True)  # a t2i-stage output may predate newer temporal layers
     rows = []
     for i, prompt in enumerate(PROMPTS):
         res = generate(model, prompt, options=SampleOptions(steps=args.steps, guidance=args.guidance), seed=i)

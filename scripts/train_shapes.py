@@ -2,6 +2,9 @@
 
     python scripts/train_shapes.py --out runs/shapes [--text-steps N --t2i-steps N --video-steps N]
 
+To continue from trained weights, skip the stages they already have and vary the data seed, e.g.
+(session 2): --init weights --text-steps 0 --t2i-steps 4000 --video-steps 2200 --unfrozen-steps 1000
+
 Under torchrun every process runs this script; rank 0 writes. Progress lines go to stdout.
 """
 
@@ -23,6 +26,8 @@ def main() -> None:
     ap.add_argument("--t2i-steps", type=int, default=4000)
     ap.add_argument("--video-steps", type=int, default=2500)
     ap.add_argument("--unfrozen-steps", type=int, default=0)
+    ap.add_argument("--init", default=None, help="weights to start the first stage from")
+    ap.add_argument("--seed", type=int, default=0, help="data seed (stage k uses seed + k)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     rank0 = os.environ.get("RANK", "0") == "0"
@@ -41,12 +46,13 @@ def main() -> None:
         ("video", args.video_steps, dict(batch_size=16, lr=5e-4, warmup=100)),
         ("video-unfrozen", args.unfrozen_steps, dict(batch_size=16, lr=1e-4, warmup=50)),
     ]
-    init = None
-    for stage, steps, kw in plan:
+    init = args.init
+    for k, (stage, steps, kw) in enumerate(plan):
         if steps <= 0:
             continue
         cfg = TrainConfig(stage=stage, out_dir=f"{args.out}/{stage}", init=init, model=ModelConfig(),
-                          steps=steps, device=args.device, log_every=25, checkpoint_every=250, **kw)
+                          steps=steps, device=args.device, log_every=25, checkpoint_every=250,
+                          seed=args.seed + k, **kw)
         init = str(train(cfg, progress=log(stage)))
         if rank0:
             print(f"stage {stage} done: {init}", flush=True)
