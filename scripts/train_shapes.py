@@ -2,7 +2,8 @@
 
     python scripts/train_shapes.py --out runs/shapes [--text-steps N --t2i-steps N --video-steps N]
 
-To continue from trained weights, skip the stages they already have and vary the data seed, e.g.
+To continue from trained weights, skip the stages they already have (each stage draws its own data
+stream, seed + stage index), e.g.
 (session 2): --init weights --text-steps 0 --t2i-steps 4000 --video-steps 2200 --unfrozen-steps 1000
 
 Under torchrun every process runs this script; rank 0 writes. Progress lines go to stdout.
