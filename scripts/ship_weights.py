@@ -78,6 +78,14 @@ def card_markdown(model, card: dict) -> str:
         for name, s in ev["splits"].items():
             lines.append(f"| {name} | {s['count']} | {_pct(s['colour'])} | {_pct(s['shape'])} | {_pct(s['motion'])} | "
                          f"{_pct(s['background'])} | {_pct(s['all'])} | {_pct(s['consistent'])} |")
+        confusion = card.get("motion_confusion")
+        if confusion:
+            detected = sorted({d for row in confusion.values() for d in row})
+            lines += ["", "Motion asked for (rows) against motion detected (columns), both splits:", "",
+                      "| asked \\ detected | " + " | ".join(detected) + " |",
+                      "|---|" + "---|" * len(detected)]
+            lines += [f"| {m} | " + " | ".join(str(row.get(d, 0)) for d in detected) + " |"
+                      for m, row in confusion.items()]
         lines += ["", "Targets (issue 4): all-correct >= 90% held-in, >= 75% held-out, motion >= 90%.",
                   f"Reached: {card.get('eval_verdict', 'see the table')}", ""]
     lines += [
@@ -87,6 +95,16 @@ def card_markdown(model, card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def motion_confusion(samples: list[dict]) -> dict[str, dict[str, int]]:
+    """{asked: {detected: count}} over `lumiere eval` samples; "none" where no motion was read."""
+    table: dict[str, dict[str, int]] = {m: {} for m in MOTIONS}
+    for s in samples:
+        got = s["detected"].get("motion") or "none"
+        row = table[s["expected"]["motion"]]
+        row[got] = row.get(got, 0) + 1
+    return table
 
 
 def main() -> None:
@@ -104,7 +122,7 @@ def main() -> None:
         card["compute"] = args.compute
     if args.eval_json:
         ev = json.loads(Path(args.eval_json).read_text())
-        ev.pop("samples", None)
+        card["motion_confusion"] = motion_confusion(ev.pop("samples", []))
         card["eval"] = ev
         held_in, held_out = ev["splits"]["held_in"], ev["splits"]["held_out"]
         met = held_in["all"] >= 0.9 and held_out["all"] >= 0.75 and min(held_in["motion"], held_out["motion"]) >= 0.9
