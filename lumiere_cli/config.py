@@ -141,6 +141,10 @@ class TrainConfig:
     steps: int = 10_000
     batch_size: int = 32
     lr: float = 3e-4
+    # Diffusion stages: > 0 also fine-tunes the text encoder at this peak rate. A short contrastive
+    # stage leaves words it barely needed (directions) almost identical; the denoising loss tells it
+    # which words change the clip.
+    text_lr: float = 0.0
     warmup: int = 200
     weight_decay: float = 0.0
     grad_clip: float = 1.0

@@ -1,9 +1,12 @@
 """Training, in the paper's stages (see TrainConfig):
 
 1. "text": the text encoder, contrastively against a small clip encoder (open_clip's CLIP loss);
-2. "t2i": the text-to-image U-Net (`unet.spatial`) on single frames, text encoder frozen;
+2. "t2i": the text-to-image U-Net (`unet.spatial`) on single frames;
 3. "video": the inflated STUNet's temporal layers on clips, spatial weights frozen;
 4. "video-unfrozen": optionally, every U-Net weight on clips, at a lower learning rate.
+
+The text encoder is frozen after its own stage unless `text_lr` > 0, which fine-tunes it in a
+diffusion stage at its own peak rate.
 
 Each stage starts from the previous stage's weights (`init`) and writes `out_dir/weights/`. The loop
 knows nothing about the model: a stage module's forward returns the loss. Batches are a pure function
@@ -108,32 +111,49 @@ class ContrastiveStage(nn.Module):
 
 
 class DiffusionStage(nn.Module):
-    """Denoising loss of `net` (the image U-Net or the STUNet) under the model's parameterisation."""
+    """Denoising loss of `net` (the image U-Net or the STUNet) under the model's parameterisation,
+    conditioned on the caption's tokens through the text encoder (trained here only if unfrozen)."""
 
     def __init__(self, net: nn.Module, model: LumiereModel):
         super().__init__()
         self.denoiser = Denoiser(net, model.config.diffusion)
+        self.text = model.text
 
-    def forward(self, x0, sigma, noise, cond_mask, context, pooled, context_mask, **_: Any) -> torch.Tensor:
-        cond_video = x0 * cond_mask
+    def forward(self, x0, sigma, noise, cond_mask, tokens, **_: Any) -> torch.Tensor:
+        trains_text = any(p.requires_grad for p in self.text.parameters())
+        with torch.set_grad_enabled(trains_text and torch.is_grad_enabled()):
+            text = self.text(tokens)
         return self.denoiser.loss(
-            x0, sigma, noise, cond_video=cond_video, cond_mask=cond_mask,
-            context=context, pooled=pooled, context_mask=context_mask,
+            x0, sigma, noise, cond_video=x0 * cond_mask, cond_mask=cond_mask, **text.as_kwargs(),
         ).mean()
 
 
-def _stage_module(stage: str, model: LumiereModel, dist: Dist) -> nn.Module:
+def _stage_module(cfg: TrainConfig, model: LumiereModel, dist: Dist) -> nn.Module:
     model.requires_grad_(False)
-    if stage == "text":
+    if cfg.stage == "text":
         module = ContrastiveStage(model, dist)
         module.requires_grad_(True)
         return module
-    if stage == "t2i":
+    if cfg.stage == "t2i":
         model.unet.spatial.requires_grad_(True)
-        return DiffusionStage(model.unet.spatial, model)
-    model.unet.requires_grad_(True)
-    model.unet.freeze_spatial(stage == "video")
-    return DiffusionStage(model.unet, model)
+        module = DiffusionStage(model.unet.spatial, model)
+    else:
+        model.unet.requires_grad_(True)
+        model.unet.freeze_spatial(cfg.stage == "video")
+        module = DiffusionStage(model.unet, model)
+    model.text.requires_grad_(cfg.text_lr > 0)
+    return module
+
+
+def _param_groups(cfg: TrainConfig, module: nn.Module) -> list[dict[str, Any]]:
+    """The trainable parameters; the text encoder's (in diffusion stages) at `text_lr`."""
+    text = {id(p) for p in module.text.parameters()} if cfg.stage != "text" else set()
+    params = [p for p in module.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if id(p) not in text], "lr_scale": 1.0},
+        {"params": [p for p in params if id(p) in text], "lr_scale": cfg.text_lr / max(cfg.lr, 1e-12)},
+    ]
+    return [g for g in groups if g["params"]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,11 +285,11 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
     dist = _setup(cfg)
     torch.manual_seed(cfg.seed)  # the stage's new modules (clip encoder) start the same everywhere
     model = _initial_model(cfg)
-    module = _stage_module(cfg.stage, model, dist).to(dist.device)
+    module = _stage_module(cfg, model, dist).to(dist.device)
     model.to(dist.device)
     ema = copy.deepcopy(model).requires_grad_(False)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr,
+    opt = torch.optim.AdamW(_param_groups(cfg, module), lr=cfg.lr,
                             betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
 
     out = Path(cfg.out_dir)
@@ -305,14 +325,10 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
 
     path = out / "weights"
     for step, batch in enumerate(loader, start=start):
-        with torch.no_grad():
-            if "captions" in batch and cfg.stage != "text":
-                batch |= model.text.encode(batch.pop("captions")).as_kwargs()
-            elif cfg.stage == "text":
-                batch["tokens"] = model.text.tokenize(batch.pop("captions"))
+        batch["tokens"] = model.text.tokenize(batch.pop("captions"))
         batch = {k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         for group in opt.param_groups:
-            group["lr"] = _lr(cfg, step)
+            group["lr"] = _lr(cfg, step) * group.get("lr_scale", 1.0)
         with autocast:
             loss = runner(**batch)
         opt.zero_grad(set_to_none=True)
@@ -344,6 +360,7 @@ def _card(card: dict[str, Any], cfg: TrainConfig, *, step: int, world: int, devi
     record = {
         "stage": cfg.stage, "steps": step, "batch_size": cfg.batch_size, "processes": world,
         "samples_seen": step * cfg.batch_size * world, "lr": cfg.lr, "device": str(device.type),
+        **({"text_lr": cfg.text_lr} if cfg.text_lr > 0 and cfg.stage != "text" else {}),
         "wall_minutes": round(seconds / 60, 1), "out_dir": cfg.out_dir,
     }
     history = [r for r in card.get("training", []) if r.get("out_dir") != cfg.out_dir]

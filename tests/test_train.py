@@ -40,6 +40,16 @@ def test_stages_chain_and_freeze_what_they_should(tmp_path):
     assert model.config.vocabulary  # filled from the world when the config had none
 
 
+def test_text_lr_fine_tunes_the_text_encoder_in_a_diffusion_stage(tmp_path):
+    t2i = train(_cfg(tmp_path, "t2i", steps=2))
+    video = train(_cfg(tmp_path, "video", init=str(t2i), steps=2, text_lr=1e-3))
+    a, b = load_file(str(t2i)), load_file(str(video))
+    moved = [k for k in a if k.startswith("text.") and not torch.equal(a[k], b[k])]
+    assert any("token_embedding" in k for k in moved) and any("transformer" in k for k in moved)
+    assert not any(not torch.equal(a[k], b[k]) for k in a if k.startswith("unet.spatial."))
+    assert load_model(video).card["training"][-1]["text_lr"] == 1e-3
+
+
 def test_resume_continues_exactly(tmp_path):
     whole = load_file(str(train(_cfg(tmp_path / "a"))))
 
