@@ -96,39 +96,46 @@ def evaluate(
     options: Any = None,
     progress: Progress | None = None,
     device: str = "cpu",
+    batch_size: int = 8,
 ) -> EvalReport:
     """Generate n clips from held-in prompts and n from held-out prompts, detect and score them.
 
-    Clip k of a split is generated with seed `seed + k`. `progress(split, done, total)` is called
-    after each clip. `options` is a SampleOptions (None: its defaults).
+    Clip k of a split is generated with seed `seed + k`, `batch_size` clips per sampler run (the
+    clips do not depend on it). `progress(split, done, total)` is called after each batch.
+    `options` is a SampleOptions (None: its defaults).
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     # Lazy: the pipeline pulls in the network; importing eval (e.g. for `score`) should not.
     from .config import SampleOptions
-    from .pipeline import generate
+    from .pipeline import generate_batch
 
     options = SampleOptions() if options is None else options
     splits: dict[str, dict[str, float | int]] = {}
     samples: list[dict[str, Any]] = []
     for name, specs in draw_specs(n, seed).items():
         detections = []
-        for k, spec in enumerate(specs):
-            prompt = caption(spec)
-            result = generate(model, prompt, task="t2v", options=options, seed=seed + k, device=device)
-            det = detect(result.frames)
-            detections.append(det)
-            samples.append(
-                {
-                    "split": name,
-                    "prompt": prompt,
-                    "seed": seed + k,
-                    "expected": {a: getattr(spec, a) for a in ATTRIBUTES},
-                    "detected": det.to_dict(),
-                }
-            )
+        for first in range(0, n, batch_size):
+            chunk = specs[first:first + batch_size]
+            prompts = [caption(spec) for spec in chunk]
+            seeds = [seed + k for k in range(first, first + len(chunk))]
+            results = generate_batch(model, prompts, seeds=seeds, options=options, device=device)
+            for spec, prompt, clip_seed, result in zip(chunk, prompts, seeds, results):
+                det = detect(result.frames)
+                detections.append(det)
+                samples.append(
+                    {
+                        "split": name,
+                        "prompt": prompt,
+                        "seed": clip_seed,
+                        "expected": {a: getattr(spec, a) for a in ATTRIBUTES},
+                        "detected": det.to_dict(),
+                    }
+                )
             if progress is not None:
-                progress(name, k + 1, n)
+                progress(name, len(detections), n)
         splits[name] = score(detections, specs)
     opts = asdict(options) if is_dataclass(options) else dict(vars(options))
     return EvalReport(splits=splits, n=n, seed=seed, options=opts, samples=samples)

@@ -100,30 +100,13 @@ def generate(
 
     # 5. initial noise from an explicit generator, drawn on the CPU so a seed means the same clip anywhere
     generator = torch.Generator("cpu").manual_seed(seed)
-    shape = (1, 3, frames, cfg.size, cfg.size)
-    noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
-    x = noise * sigmas[0]
+    x = _initial_noise([generator], frames, cfg.size, device) * sigmas[0]
     if task == "edit":
         x = x + _to_clip(inputs.video[:frames]).to(device)
 
-    # 6. denoise: cfg(paste(windows(denoiser))) — each wrapper has the denoiser's signature
-    denoiser = model.denoiser
-    window = options.window or (cfg.frames if frames > cfg.frames else None)
-    if window and window < frames:
-        denoiser = TemporalWindows(denoiser, window, options.overlap)
-    if known is not None:
-        denoiser = PasteKnown(denoiser, known, known_mask)
-    if uncond is not None:
-        denoiser = CFGDenoiser(denoiser, options.guidance, uncond)
-    sampler = SAMPLERS[options.sampler]
-    extra = {"eta": options.eta} if options.sampler == "ddim" else {}
-    steps = len(sigmas) - 1
-    progress("denoise", 0, steps)
-    with torch.inference_mode(), fast_autocast(device, options.bf16):
-        x = sampler(
-            denoiser, x, sigmas, extra_args=cond, generator=generator,
-            callback=lambda info: progress("denoise", info["i"] + 1, steps), **extra,
-        )
+    # 6. denoise
+    x = _sample(model, x, sigmas, cond, uncond, options, [generator], progress,
+                 known=known, known_mask=known_mask, device=device)
     t_denoised = time.perf_counter()
 
     # 7. frames as uint8 (t, h, w, c); known pixels are the user's bytes, exactly
@@ -142,6 +125,84 @@ def generate(
         },
         unknown_words=unknown_words(prompt, cfg.vocabulary),
     )
+
+
+def generate_batch(
+    model: LumiereModel,
+    prompts: list[str],
+    *,
+    seeds: list[int],
+    options: SampleOptions = SampleOptions(),
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+) -> list[GenerateResult]:
+    """Text-to-video for several prompts in one batched run of the sampler.
+
+    Clip k is the clip `generate(model, prompts[k], seed=seeds[k])` makes: the same initial noise
+    and, for stochastic samplers, the same noise stream per clip (batched kernels may round the
+    last bits differently). Bigger batches keep the cores busier, so each clip costs less. Timings
+    are the batch's.
+    """
+    t_start = time.perf_counter()
+    cfg = model.config
+    progress = progress or (lambda phase, done, total: None)
+    if len(prompts) != len(seeds):
+        raise UsageError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt")
+    if not prompts:
+        return []
+    for prompt in prompts:
+        frames = _check(model, prompt, "t2v", Inputs(), options)
+
+    progress("encode", 0, 1)
+    with torch.inference_mode():
+        cond = {k: v.to(device) for k, v in model.text.encode(list(prompts)).as_kwargs().items()}
+        uncond = _text_kwargs(model, options.negative, device) if options.guidance != 1 else None
+    progress("encode", 1, 1)
+    t_encoded = time.perf_counter()
+
+    sigmas = get_sigmas(options.steps, cfg.diffusion).to(torch.float32).to(device)
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    x = _initial_noise(generators, frames, cfg.size, device) * sigmas[0]
+    x = _sample(model, x, sigmas, cond, uncond, options, generators, progress, device=device)
+    t_denoised = time.perf_counter()
+
+    timings = {"encode_s": t_encoded - t_start, "denoise_s": t_denoised - t_encoded,
+               "total_s": time.perf_counter() - t_start}
+    return [
+        GenerateResult(frames=_to_uint8(clip), seed=seed, fps=cfg.fps, timings=dict(timings),
+                       unknown_words=unknown_words(prompt, cfg.vocabulary))
+        for clip, seed, prompt in zip(x, seeds, prompts)
+    ]
+
+
+def _initial_noise(generators: list[torch.Generator], frames: int, size: int, device) -> torch.Tensor:
+    """Unit noise (b, 3, t, h, w), one CPU generator per clip: a seed means the same clip anywhere."""
+    rows = [torch.randn((1, 3, frames, size, size), generator=g, dtype=torch.float32) for g in generators]
+    return torch.cat(rows).to(device)
+
+
+def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, known=None, known_mask=None,
+             device="cpu") -> torch.Tensor:
+    """Run the sampler over cfg(paste(windows(denoiser))): each wrapper has the denoiser's signature."""
+    cfg = model.config
+    frames = x.shape[2]
+    denoiser = model.denoiser
+    window = options.window or (cfg.frames if frames > cfg.frames else None)
+    if window and window < frames:
+        denoiser = TemporalWindows(denoiser, window, options.overlap)
+    if known is not None:
+        denoiser = PasteKnown(denoiser, known, known_mask)
+    if uncond is not None:
+        denoiser = CFGDenoiser(denoiser, options.guidance, uncond)
+    sampler = SAMPLERS[options.sampler]
+    extra = {"eta": options.eta} if options.sampler == "ddim" else {}
+    steps = len(sigmas) - 1
+    progress("denoise", 0, steps)
+    with torch.inference_mode(), fast_autocast(device, options.bf16):
+        return sampler(
+            denoiser, x, sigmas, extra_args=cond, generator=generators,
+            callback=lambda info: progress("denoise", info["i"] + 1, steps), **extra,
+        )
 
 
 def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: SampleOptions) -> int:

@@ -2,7 +2,9 @@
 
 For every canonical caption (6 colours x 3 shapes x 7 motions x 3 backgrounds) it reports, per
 attribute, nearest-centroid accuracy of the pooled embedding and of the mean token feature, and the
-mean cosine similarity between captions that differ only in that attribute. Chance is 1/#values.
+mean cosine similarity between captions that differ only in that attribute: of the pooled embeddings,
+and of the token features (the least similar position of each pair, where the word differs).
+Chance is 1/#values.
 
     python scripts/probe_text.py [--weights DIR]
 """
@@ -39,14 +41,21 @@ def main() -> None:
     pooled = F.normalize(emb.pooled.float(), dim=-1)
     mask = emb.mask.float().unsqueeze(-1)
     tokens = (emb.tokens.float() * mask).sum(1) / mask.sum(1)
+    feats = F.normalize(emb.tokens.float(), dim=-1)
     sim = pooled @ pooled.T
-    print(f"{'attribute':<11} {'pooled acc':>10} {'tokens acc':>10} {'cos(differ only here)':>22}")
+    print(f"{'attribute':<11} {'pooled acc':>10} {'tokens acc':>10} {'pooled cos':>10} {'token cos':>10}"
+          "   (cos: captions that differ only here)")
     for a in ATTRIBUTES:
         labels = [s[a] for s in specs]
-        pairs = [sim[i, j].item() for i, j in itertools.combinations(range(len(specs)), 2)
+        pairs = [(i, j) for i, j in itertools.combinations(range(len(specs)), 2)
                  if sum(specs[i][b] != specs[j][b] for b in ATTRIBUTES) == 1 and specs[i][a] != specs[j][a]]
+        pooled_cos = sum(sim[i, j].item() for i, j in pairs) / len(pairs)
+        # Same-length pairs only: there the differing word sits at the same position.
+        same = [(i, j) for i, j in pairs if torch.equal(emb.mask[i], emb.mask[j])]
+        token_cos = [((feats[i] * feats[j]).sum(-1) + (~emb.mask[i]) * 2).min().item() for i, j in same]
+        token_txt = f"{sum(token_cos) / len(token_cos):>10.3f}" if token_cos else f"{'-':>10}"
         print(f"{a:<11} {centroid_accuracy(pooled, labels):>10.1%} {centroid_accuracy(tokens, labels):>10.1%} "
-              f"{sum(pairs) / len(pairs):>22.3f}")
+              f"{pooled_cos:>10.3f} {token_txt}")
 
 
 if __name__ == "__main__":

@@ -54,8 +54,8 @@ def test_evaluate_with_ground_truth_pipeline(monkeypatch):
     # A stand-in for lumiere_cli.pipeline whose "model" draws exactly what the prompt says.
     calls = []
 
-    def generate(model, prompt, *, task="t2v", options=None, seed=0, device="cpu"):
-        calls.append((prompt, seed, task))
+    def generate(prompt, seed):
+        calls.append((prompt, seed))
         attrs = parse_caption(prompt)
         # Continuous parameters belong to a motion: draw specs until one has the prompt's motion.
         r = random.Random(seed)
@@ -65,17 +65,25 @@ def test_evaluate_with_ground_truth_pipeline(monkeypatch):
         clip = render(spec, 16, 32)
         return _Result((clip.permute(1, 2, 3, 0) * 255).round().to(torch.uint8).numpy())
 
-    monkeypatch.setitem(sys.modules, "lumiere_cli.pipeline", types.SimpleNamespace(generate=generate))
+    batches = []
+
+    def generate_batch(model, prompts, *, seeds, options=None, device="cpu"):
+        batches.append(len(prompts))
+        return [generate(p, s) for p, s in zip(prompts, seeds)]
+
+    monkeypatch.setitem(sys.modules, "lumiere_cli.pipeline", types.SimpleNamespace(generate_batch=generate_batch))
     progress = []
-    report = evaluate(object(), n=6, seed=3, options=SampleOptions(steps=2), progress=lambda *a: progress.append(a))
+    report = evaluate(object(), n=6, seed=3, options=SampleOptions(steps=2), batch_size=4,
+                      progress=lambda *a: progress.append(a))
     assert isinstance(report, EvalReport)
     assert set(report.splits) == {"held_in", "held_out"}
     for s in report.splits.values():
         assert s["count"] == 6 and s["all"] == 1.0 and s["consistent"] == 1.0
-    assert len(calls) == 12 and all(task == "t2v" for *_, task in calls)
+    assert len(calls) == 12 and batches == [4, 2, 4, 2]
+    assert [s for _, s in calls] == [3, 4, 5, 6, 7, 8] * 2
     held_out_prompts = [p for p, *_ in calls[6:]]
     assert all(tuple(parse_caption(p)[k] for k in ("colour", "shape", "motion")) in HELD_OUT for p in held_out_prompts)
-    assert progress[-1] == ("held_out", 6, 6) and len(progress) == 12
+    assert progress == [("held_in", 4, 6), ("held_in", 6, 6), ("held_out", 4, 6), ("held_out", 6, 6)]
     data = json.loads(json.dumps(report.to_dict()))
     assert data["options"]["steps"] == 2 and len(data["samples"]) == 12
     rows = report.rows()

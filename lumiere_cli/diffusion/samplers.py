@@ -9,13 +9,14 @@ Symbols (sigma form, x = x0 + sigma * eps; see schedule.py):
     alpha      -- the VP signal scale, alpha = 1 / sqrt(1 + sigma^2); VP latents are z = alpha x
 
 Step coefficients are computed from the float64 sigmas as Python floats, then applied to x in x's
-dtype. Randomness only comes from the explicit `generator`.
+dtype. Randomness only comes from the explicit `generator`: one torch.Generator for the batch, or
+a sequence of them, one per sample, so a sample's noise does not depend on the batch it ran in.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -31,6 +32,17 @@ def _levels(sigmas: torch.Tensor) -> list[float]:
     return levels
 
 
+def _randn_like(x: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    # Drawn on the generator's device, so a CPU generator gives the same noise for a CUDA x.
+    if isinstance(generator, Sequence):
+        if len(generator) != x.shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {x.shape[0]}")
+        rows = [torch.randn((1, *x.shape[1:]), generator=g, dtype=x.dtype, device=g.device) for g in generator]
+        return torch.cat([r.to(x.device) for r in rows])
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+
+
 def _denoise(model, x: torch.Tensor, sigma: float, extra_args: dict) -> torch.Tensor:
     # The denoiser takes one noise level per sample: (b,).
     return model(x, x.new_full((x.shape[0],), sigma), **extra_args).to(x.dtype)
@@ -44,7 +56,7 @@ def sample_ddim(
     *,
     extra_args: dict | None = None,
     callback: Callback | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     eta: float = 0.0,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021) written in sigma form.
@@ -84,10 +96,7 @@ def sample_ddim(
         # 3. step: x_next = x0_hat + sigma_down eps_hat (+ sigma_up xi)
         x = denoised + sigma_down * eps
         if sigma_up > 0:
-            # Drawn on the generator's device, so a CPU generator gives the same noise for a CUDA x.
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype,
-                                device=generator.device if generator is not None else x.device)
-            x = x + sigma_up * noise.to(x.device)
+            x = x + sigma_up * _randn_like(x, generator)
     return x
 
 
@@ -99,7 +108,7 @@ def sample_dpmpp_2m(
     *,
     extra_args: dict | None = None,
     callback: Callback | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), written in sigma form.
 
