@@ -113,9 +113,11 @@ def main() -> None:
     ap.add_argument("--eval", dest="eval_json")
     ap.add_argument("--dst", default="weights")
     ap.add_argument("--compute", default="")
+    ap.add_argument("--grow", action="store_true",
+                    help="weights saved before layers were added to the code: those keep their identity init")
     args = ap.parse_args()
 
-    model = load_model(args.src)
+    model = load_model(args.src, grow=args.grow)
     card = dict(model.card)
     card["sampling"] = asdict(SampleOptions())
     if args.compute:

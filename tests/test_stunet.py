@@ -169,8 +169,10 @@ def test_gradients_reach_temporal_parameters():
     out.square().mean().backward()
     assert all(p.grad is None for p in net.spatial.parameters())
     # Zero-initialised output projections get gradient first; every temporal block has one. (The
-    # text pool only modulates those blocks, so it is reached from the second step on.)
-    grads = {n: p.grad for n, p in net.temporal.named_parameters() if not n.startswith("text_pool.")}
+    # text pool only modulates those blocks, and the words feed cross-attention whose output starts
+    # at zero, so both are reached from the second step on.)
+    grads = {n: p.grad for n, p in net.temporal.named_parameters()
+             if not n.startswith("text_pool.") and "words" not in n}
     for name in (".proj.weight", ".out.weight", ".out_cross.weight", ".mlp_out.weight"):
         hit = [g for n, g in grads.items() if n.endswith(name)]
         assert hit and all(g is not None and g.abs().sum() > 0 for g in hit), name
@@ -228,6 +230,34 @@ def test_text_tokens_condition_temporal_layers_beyond_the_pooled_embedding():
         padded[:, 4:] = torch.randn(2, 2, 8)  # behind the mask: ignored
         torch.testing.assert_close(pool(padded, mask), pooled)
         torch.testing.assert_close(attn(x, emb, padded, mask), out)
+
+
+def test_words_reach_the_temporal_layers_only_once_their_projection_is_trained():
+    """The word embeddings change nothing at init (older weights keep their behaviour), then
+    tell apart captions whose contextual token features are identical."""
+    torch.manual_seed(0)
+    ctx = torch.randn(1, 6, 8).repeat(2, 1, 1)  # identical contextual features
+    words = torch.randn(1, 6, 8).repeat(2, 1, 1)
+    words[1, 3] = torch.randn(8)  # but one word differs
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    pool = TextPool(8, 64, heads=2)
+    attn = TemporalAttentionBlock(16, emb_dim=64, heads=2, context_dim=8)
+    with torch.no_grad():
+        for name in ("out", "out_cross", "mlp_out"):  # trained outputs, zero words projection
+            torch.nn.init.normal_(getattr(attn, name).weight, std=0.1)
+        torch.nn.init.normal_(pool.out.weight, std=0.1)
+    x = torch.randn(1, 16, 4, 3, 3).expand(2, -1, -1, -1, -1)
+    emb = torch.randn(1, 64).expand(2, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, emb, ctx, mask, words), attn(x, emb, ctx, mask))
+        torch.testing.assert_close(pool(ctx, mask, words), pool(ctx, mask))
+        out, pooled = attn(x, emb, ctx, mask, words), pool(ctx, mask, words)
+        assert torch.allclose(out[0], out[1]) and torch.allclose(pooled[0], pooled[1])
+        randomise_zero_inits(attn.words_cross)
+        randomise_zero_inits(pool.words_kv)
+        out, pooled = attn(x, emb, ctx, mask, words), pool(ctx, mask, words)
+    assert not torch.allclose(out[0], out[1], atol=1e-4)
+    assert not torch.allclose(pooled[0], pooled[1], atol=1e-4)
 
 
 def test_bf16_autocast_forward():

@@ -326,10 +326,14 @@ class TemporalAttentionBlock(nn.Module):
         self.q_cross = nn.Linear(channels, channels)
         self.kv_cross = nn.Linear(context_dim, 2 * channels)
         self.out_cross = zero_init(nn.Linear(channels, channels))
+        # Keys and values also read the words as such (TextEmbedding.words); zero at init.
+        self.words_cross = WordsKV(context_dim, 2 * channels)
         self.mlp_in = nn.Linear(channels, mlp_ratio * channels)
         self.mlp_out = zero_init(nn.Linear(mlp_ratio * channels, channels))
 
-    def forward(self, x: Tensor, emb: Tensor, context: Tensor, context_mask: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, emb: Tensor, context: Tensor, context_mask: Tensor | None, words: Tensor | None = None
+    ) -> Tensor:
         b, c, t, h, w = x.shape
         fmt = _memory_format(x)
         tokens = rearrange(x, "b c t h w -> (b h w) t c")
@@ -343,7 +347,7 @@ class TemporalAttentionBlock(nn.Module):
 
         # Cross-attention is per token, so each clip's tokens query its caption in one batch row.
         q = rearrange(self.q_cross(self.norm_cross(tokens)), "(b hw) t c -> b (hw t) c", b=b)
-        k, v = self.kv_cross(context).chunk(2, dim=-1)
+        k, v = self.words_cross(self.kv_cross(context), words).chunk(2, dim=-1)
         read = attention(q, k, v, heads=self.heads, mask=context_mask)
         tokens = tokens + self.out_cross(rearrange(read, "b (hw t) c -> (b hw) t c", t=t))
 
@@ -351,6 +355,24 @@ class TemporalAttentionBlock(nn.Module):
         tokens = tokens + self.mlp_out(F.gelu(self.mlp_in(m)))
         out = rearrange(tokens, "(b h w) t c -> b c t h w", b=b, h=h, w=w)
         return out.contiguous(memory_format=fmt)
+
+
+class WordsKV(nn.Module):
+    """Adds a projection of the normalised word embeddings to keys and values computed from the
+    contextual token features. Zero-initialised, so layers trained without it are unchanged.
+
+    A small text encoder trained briefly and contrastively keeps little of words its loss barely
+    needed: on the shipped one, token features of "moving left" and "moving right" were 97% alike,
+    and the temporal layers never learned to tell directions apart. The embeddings are distinct.
+    """
+
+    def __init__(self, context_dim: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(context_dim)
+        self.proj = zero_init(nn.Linear(context_dim, out_dim))
+
+    def forward(self, kv: Tensor, words: Tensor | None) -> Tensor:
+        return kv if words is None else kv + self.proj(self.norm(words))
 
 
 class TextPool(nn.Module):
@@ -369,10 +391,11 @@ class TextPool(nn.Module):
         self.query = nn.Parameter(torch.randn(1, 1, context_dim) * context_dim**-0.5)
         self.norm = nn.LayerNorm(context_dim)
         self.kv = nn.Linear(context_dim, 2 * context_dim)
+        self.words_kv = WordsKV(context_dim, 2 * context_dim)
         self.out = zero_init(nn.Linear(context_dim, emb_dim))
 
-    def forward(self, context: Tensor, context_mask: Tensor | None) -> Tensor:
-        k, v = self.kv(self.norm(context)).chunk(2, dim=-1)
+    def forward(self, context: Tensor, context_mask: Tensor | None, words: Tensor | None = None) -> Tensor:
+        k, v = self.words_kv(self.kv(self.norm(context)), words).chunk(2, dim=-1)
         q = repeat(self.query, "1 1 d -> b 1 d", b=context.shape[0]).to(k.dtype)
         pooled = attention(q, k, v, heads=self.heads, mask=context_mask)
         return self.out(rearrange(pooled, "b 1 d -> b d"))

@@ -63,7 +63,8 @@ class TemporalLayers(nn.Module):
 
 
 class STUNet(nn.Module):
-    """forward(x (b, in, t, h, w), c_noise (b,), context (b, l, d), pooled (b, d), context_mask)."""
+    """forward(x (b, in, t, h, w), c_noise (b,), context (b, l, d), pooled (b, d), context_mask,
+    words (b, l, d))."""
 
     def __init__(self, cfg: UNetConfig, spatial: UNet2D | None = None):
         super().__init__()
@@ -115,12 +116,14 @@ class STUNet(nn.Module):
         context: Tensor,
         pooled: Tensor,
         context_mask: Tensor | None = None,
+        words: Tensor | None = None,
     ) -> Tensor:
         self.check_input(*x.shape[2:])
         with native_precision(x.device) as fp32:
             if fp32:
                 x, context, pooled = x.float(), context.float(), pooled.float()
-            return self._forward(x, c_noise, context, pooled, context_mask)
+                words = words.float() if exists(words) else None
+            return self._forward(x, c_noise, context, pooled, context_mask, words)
 
     def _forward(
         self,
@@ -129,6 +132,7 @@ class STUNet(nn.Module):
         context: Tensor,
         pooled: Tensor,
         context_mask: Tensor | None,
+        words: Tensor | None,
     ) -> Tensor:
         b, _, t, height, width = x.shape
         sp, tp = self.spatial, self.temporal
@@ -141,7 +145,7 @@ class STUNet(nn.Module):
 
         mask = safe_context_mask(context_mask)
         emb = sp.embed(c_noise, pooled)  # (b, d)
-        temb = emb + tp.pooled_proj(pooled) + tp.text_pool(context, mask)  # temporal layers' embedding
+        temb = emb + tp.pooled_proj(pooled) + tp.text_pool(context, mask, words)  # temporal layers' embedding
 
         per_frame: dict[int, tuple[Tensor, Tensor, Tensor | None]] = {}
 
@@ -181,7 +185,7 @@ class STUNet(nn.Module):
         if len(tp.attn_blocks):
             clip = to_clip(h, t)
             for blk in tp.attn_blocks:
-                clip = blk(clip, temb, context, mask)
+                clip = blk(clip, temb, context, mask, words)
             h = to_frames(clip)
 
         for i in reversed(range(sp.levels)):

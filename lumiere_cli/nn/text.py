@@ -21,10 +21,11 @@ class TextEmbedding(NamedTuple):
     tokens: Tensor  # (b, l, width) per-token features after the final LayerNorm
     pooled: Tensor  # (b, embed_dim) projected end-of-text features
     mask: Tensor  # (b, l) bool, True up to and including the end-of-text token
+    words: Tensor  # (b, l, width) the token embeddings themselves, before the transformer
 
     def as_kwargs(self) -> dict[str, Tensor]:
         """The denoiser's text keyword arguments."""
-        return {"context": self.tokens, "pooled": self.pooled, "context_mask": self.mask}
+        return {"context": self.tokens, "pooled": self.pooled, "context_mask": self.mask, "words": self.words}
 
 
 class _ClipTextTower(nn.Module):
@@ -191,7 +192,10 @@ class TextEncoder(nn.Module):
 
     def forward(self, tokens: Tensor) -> TextEmbedding:
         pooled, feats = self.tower(tokens)
-        return TextEmbedding(tokens=feats, pooled=pooled, mask=self.token_mask(tokens))
+        # The words as such: in a small, briefly trained encoder the contextual features of words
+        # that the contrastive stage barely needed ("left" vs "right") end up ~97% alike.
+        words = self.tower.token_embedding(tokens)
+        return TextEmbedding(tokens=feats, pooled=pooled, mask=self.token_mask(tokens), words=words)
 
     def encode(self, prompts: list[str]) -> TextEmbedding:
         return self(self.tokenize(prompts))

@@ -140,7 +140,9 @@ class UNet2D(nn.Module):
         context: Tensor,
         pooled: Tensor,
         context_mask: Tensor | None = None,
+        words: Tensor | None = None,
     ) -> Tensor:
+        del words  # read by the temporal layers only (the STUNet's signature, for one denoiser)
         self.check_size(x.shape[-2], x.shape[-1])
         with native_precision(x.device) as fp32:
             if fp32:
