@@ -55,6 +55,8 @@ class UNetConfig:
     # Inflation (ignored by the image U-Net)
     temporal_levels: int = 2
     temporal_attn_blocks: int = 2
+    # Then full space-time attention blocks (every frame and pixel of the coarsest level at once).
+    spacetime_attn_blocks: int = 1
     temporal_kernel: int = 3
 
 

@@ -11,6 +11,7 @@ from einops import rearrange
 from lumiere_cli.config import UNetConfig
 from lumiere_cli.nn import STUNet, UNet2D
 from lumiere_cli.nn.layers import (
+    grid_positions,
     TemporalAttentionBlock,
     TemporalConvBlock,
     TemporalDownsample,
@@ -78,7 +79,8 @@ def test_temporal_residual_blocks_are_identity_at_init():
 
     net = STUNet(TINY)
     blocks = [m for m in net.temporal.modules() if isinstance(m, (TemporalConvBlock, TemporalAttentionBlock))]
-    assert len(blocks) == 2 * 2 * TINY.res_blocks + TINY.temporal_attn_blocks
+    assert len(blocks) == 2 * 2 * TINY.res_blocks + TINY.temporal_attn_blocks + TINY.spacetime_attn_blocks
+    assert TINY.spacetime_attn_blocks and sum(getattr(b, "space", False) for b in blocks) == TINY.spacetime_attn_blocks
     for blk in blocks:
         y_emb = torch.randn(1, net.spatial.emb_dim)
         if isinstance(blk, TemporalConvBlock):
@@ -258,6 +260,22 @@ def test_words_reach_the_temporal_layers_only_once_their_projection_is_trained()
         out, pooled = attn(x, emb, ctx, mask, words), pool(ctx, mask, words)
     assert not torch.allclose(out[0], out[1], atol=1e-4)
     assert not torch.allclose(pooled[0], pooled[1], atol=1e-4)
+
+
+def test_spacetime_attention_moves_information_across_pixels_and_frames():
+    """Per-pixel temporal attention keeps pixels apart; the space-time block lets a change at one
+    pixel of frame 0 reach other pixels of later frames."""
+    torch.manual_seed(0)
+    emb, ctx = torch.randn(1, 64), torch.randn(1, 3, 8)
+    x = torch.randn(1, 16, 4, 3, 3)
+    poked = x.clone()
+    poked[:, :, 0, 0, 0] += 3.0 * torch.randn(16)  # not constant: LayerNorm would remove that
+    for space, spreads in ((False, False), (True, True)):
+        blk = randomise_zero_inits(TemporalAttentionBlock(16, emb_dim=64, heads=2, context_dim=8, space=space))
+        with torch.no_grad():
+            diff = (blk(poked, emb, ctx, None) - blk(x, emb, ctx, None)).abs()
+        assert (diff[:, :, 1:, 1:, 1:].amax() > 1e-4) == spreads
+    assert grid_positions(2, 3, 4, 6).shape == (2 * 3 * 4, 18)
 
 
 def test_bf16_autocast_forward():

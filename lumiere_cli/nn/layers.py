@@ -306,15 +306,35 @@ def frame_positions(frames: int, dim: int, *, device=None) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def grid_positions(t: int, h: int, w: int, dim: int, *, device=None) -> Tensor:
+    """Sinusoidal features of every (frame, row, column), ((t h w), 3 dim)."""
+    axes = [frame_positions(n, dim, device=device) for n in (t, h, w)]
+    ft, fy, fx = (repeat(a, f"n d -> {pattern} d", **sizes) for a, pattern, sizes in zip(
+        axes, ("(n h w)", "(t n w)", "(t h n)"), (dict(h=h, w=w), dict(t=t, w=w), dict(t=t, h=h))))
+    return torch.cat([ft, fy, fx], dim=-1)
+
+
 class TemporalAttentionBlock(nn.Module):
     """Self-attention over frames at each pixel, cross-attention to the text tokens, then an MLP;
-    adaptive norms read the embedding. Every branch ends in a zero-initialised projection."""
+    adaptive norms read the embedding. Every branch ends in a zero-initialised projection.
 
-    def __init__(self, channels: int, *, emb_dim: int, heads: int, context_dim: int, mlp_ratio: int = 2):
+    With `space=True` the self-attention runs over every (frame, row, column) of the clip at once,
+    with learned projections of their positions: a pixel can look where the object was a frame
+    earlier, so the whole clip can agree on one trajectory (per-pixel attention over frames cannot
+    move anything sideways).
+    """
+
+    POS_DIM = 16  # sinusoidal features per axis for space-time positions
+
+    def __init__(
+        self, channels: int, *, emb_dim: int, heads: int, context_dim: int, mlp_ratio: int = 2, space: bool = False
+    ):
         super().__init__()
         if not divisible_by(channels, heads):
             raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
         self.heads = heads
+        self.space = space
+        self.pos = nn.Linear(3 * self.POS_DIM, channels) if space else None
         self.norm1 = nn.LayerNorm(channels, elementwise_affine=False)
         self.norm2 = nn.LayerNorm(channels, elementwise_affine=False)
         self.emb_proj = nn.Linear(emb_dim, 4 * channels)
@@ -341,9 +361,16 @@ class TemporalAttentionBlock(nn.Module):
         scale1, shift1, scale2, shift2 = mod.chunk(4, dim=-1)
 
         a = torch.addcmul(shift1, self.norm1(tokens), 1 + scale1)
-        a = a + frame_positions(t, c, device=x.device).to(a.dtype)
-        q, k, v = self.qkv(a).chunk(3, dim=-1)
-        tokens = tokens + self.out(attention(q, k, v, heads=self.heads))
+        if self.space:
+            a = rearrange(a, "(b h w) t c -> b (t h w) c", b=b, h=h, w=w)
+            a = a + self.pos(grid_positions(t, h, w, self.POS_DIM, device=x.device).to(a.dtype))
+            q, k, v = self.qkv(a).chunk(3, dim=-1)
+            read = rearrange(attention(q, k, v, heads=self.heads), "b (t h w) c -> (b h w) t c", t=t, h=h, w=w)
+        else:
+            a = a + frame_positions(t, c, device=x.device).to(a.dtype)
+            q, k, v = self.qkv(a).chunk(3, dim=-1)
+            read = attention(q, k, v, heads=self.heads)
+        tokens = tokens + self.out(read)
 
         # Cross-attention is per token, so each clip's tokens query its caption in one batch row.
         q = rearrange(self.q_cross(self.norm_cross(tokens)), "(b hw) t c -> b (hw t) c", b=b)

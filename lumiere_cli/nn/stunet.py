@@ -60,6 +60,10 @@ class TemporalLayers(nn.Module):
             TemporalAttentionBlock(ch[-1], emb_dim=emb_dim, heads=cfg.heads, context_dim=cfg.context_dim)
             for _ in range(cfg.temporal_attn_blocks)
         )
+        self.spacetime_blocks = nn.ModuleList(
+            TemporalAttentionBlock(ch[-1], emb_dim=emb_dim, heads=cfg.heads, context_dim=cfg.context_dim, space=True)
+            for _ in range(cfg.spacetime_attn_blocks)
+        )
 
 
 class STUNet(nn.Module):
@@ -182,9 +186,9 @@ class STUNet(nn.Module):
                     t //= 2
 
         h = sp.mid(h, *frames_cond(t))
-        if len(tp.attn_blocks):
+        if len(tp.attn_blocks) or len(tp.spacetime_blocks):
             clip = to_clip(h, t)
-            for blk in tp.attn_blocks:
+            for blk in (*tp.attn_blocks, *tp.spacetime_blocks):
                 clip = blk(clip, temb, context, mask, words)
             h = to_frames(clip)
 
