@@ -68,6 +68,11 @@ class DiffusionConfig:
     sigma_data: float = 1.0  # v-prediction with sigma_data = 1 is the VP v-parameterisation
     sigma_min: float = 0.002
     sigma_max: float = 80.0
+    # sigma = shift * tan(pi t / 2) in training and sampling: log-SNR shifted by -2 log(shift).
+    # Sixteen frames show one object sixteen times, so a clip keeps its content (and its motion)
+    # visible at noise levels where a frame has lost it; the shift moves work to those levels
+    # (Hoogeboom et al. 2023's resolution shift, applied along time).
+    schedule_shift: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,8 @@ class TrainConfig:
     # stage leaves words it barely needed (directions) almost identical; the denoising loss tells it
     # which words change the clip.
     text_lr: float = 0.0
+    # Set the model's DiffusionConfig.schedule_shift from this stage on (training and sampling).
+    schedule_shift: float | None = None
     warmup: int = 200
     weight_decay: float = 0.0
     grad_clip: float = 1.0

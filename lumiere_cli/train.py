@@ -285,6 +285,9 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
     dist = _setup(cfg)
     torch.manual_seed(cfg.seed)  # the stage's new modules (clip encoder) start the same everywhere
     model = _initial_model(cfg)
+    if cfg.schedule_shift is not None:
+        diffusion = replace(model.config.diffusion, schedule_shift=cfg.schedule_shift)
+        model.config = replace(model.config, diffusion=diffusion)
     module = _stage_module(cfg, model, dist).to(dist.device)
     model.to(dist.device)
     ema = copy.deepcopy(model).requires_grad_(False)

@@ -92,6 +92,21 @@ def test_sigmas_for_strength():
             sigmas_for_strength(sigmas, bad)
 
 
+def test_schedule_shift_moves_steps_and_training_to_higher_noise():
+    base, shifted = DiffusionConfig(), DiffusionConfig(schedule_shift=4.0)
+    a, b = get_sigmas(25, base), get_sigmas(25, shifted)
+    assert b[0] == a[0] == base.sigma_max and b[-2] == a[-2] == base.sigma_min and b[-1] == 0
+    assert bool((b[:-1].diff() < 0).all())
+    assert int((b > 8).sum()) > int((a > 8).sum()) + 3
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    ta = sample_training_sigmas(20_000, cfg=base, generator=g())
+    tb = sample_training_sigmas(20_000, cfg=shifted, generator=g())
+    assert math.isclose(float(ta.median()), 1.0, rel_tol=0.05)  # median of tan(pi t / 2), t ~ U(0, 1)
+    assert math.isclose(float(tb.median()), 4.0, rel_tol=0.05)
+    with pytest.raises(ValueError, match="schedule_shift"):
+        get_sigmas(5, DiffusionConfig(schedule_shift=0.0))
+
+
 def test_sample_training_sigmas_reproducible_and_in_range():
     a = sample_training_sigmas(512, cfg=CFG, generator=gen(3))
     b = sample_training_sigmas(512, cfg=CFG, generator=gen(3))

@@ -48,6 +48,9 @@ def test_text_lr_fine_tunes_the_text_encoder_in_a_diffusion_stage(tmp_path):
     assert any("token_embedding" in k for k in moved) and any("transformer" in k for k in moved)
     assert not any(not torch.equal(a[k], b[k]) for k in a if k.startswith("unet.spatial."))
     assert load_model(video).card["training"][-1]["text_lr"] == 1e-3
+    assert load_model(video).config.diffusion.schedule_shift == 1.0
+    shifted = train(_cfg(tmp_path / "s", "video", init=str(video), steps=1, schedule_shift=3.0))
+    assert load_model(shifted).config.diffusion.schedule_shift == 3.0
 
 
 def test_resume_continues_exactly(tmp_path):

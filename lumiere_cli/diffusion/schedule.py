@@ -8,6 +8,7 @@ so sigma = tan(pi t / 2).
 Symbols:
     t      -- diffusion time in [0, 1]
     sigma  -- noise level sigma(t) = tan(pi t / 2); alpha = 1 / sqrt(1 + sigma^2)
+    shift  -- cfg.schedule_shift: training and sampling use sigma = shift * tan(pi t / 2)
 
 Everything is computed in float64 (the tails of tan/atan and Karras' rho=7 power lose digits in
 float32) and cast by the caller at use.
@@ -47,7 +48,7 @@ def t_from_sigma(sigma: torch.Tensor | float) -> torch.Tensor:
 def get_sigmas(steps: int, cfg: DiffusionConfig, kind: str = "cosine") -> torch.Tensor:
     """Sampling noise levels: float64 (steps + 1,), from cfg.sigma_max down to cfg.sigma_min, then 0.
 
-    kind "cosine": uniform steps in t of the cosine schedule (sigma = tan(pi t / 2)).
+    kind "cosine": uniform steps in t of the (shifted) cosine schedule, sigma = shift tan(pi t / 2).
     kind "karras": EDM eq. 5, uniform in sigma^(1/rho) with rho = 7.
     """
     if steps < 1:
@@ -56,8 +57,9 @@ def get_sigmas(steps: int, cfg: DiffusionConfig, kind: str = "cosine") -> torch.
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {cfg.sigma_min}, {cfg.sigma_max}")
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)  # 0 at sigma_max, 1 at sigma_min
     if kind == "cosine":
-        t_max, t_min = t_from_sigma(cfg.sigma_max), t_from_sigma(cfg.sigma_min)
-        sigmas = sigma_from_t(t_max + ramp * (t_min - t_max))
+        shift = _shift(cfg)
+        t_max, t_min = t_from_sigma(cfg.sigma_max / shift), t_from_sigma(cfg.sigma_min / shift)
+        sigmas = shift * sigma_from_t(t_max + ramp * (t_min - t_max))
     elif kind == "karras":
         lo, hi = cfg.sigma_min ** (1 / _KARRAS_RHO), cfg.sigma_max ** (1 / _KARRAS_RHO)
         sigmas = (hi + ramp * (lo - hi)) ** _KARRAS_RHO
@@ -68,6 +70,12 @@ def get_sigmas(steps: int, cfg: DiffusionConfig, kind: str = "cosine") -> torch.
     if steps > 1:
         sigmas[-1] = cfg.sigma_min
     return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def _shift(cfg: DiffusionConfig) -> float:
+    if not cfg.schedule_shift > 0:
+        raise ValueError(f"schedule_shift must be positive, got {cfg.schedule_shift}")
+    return float(cfg.schedule_shift)
 
 
 def sigmas_for_strength(sigmas: torch.Tensor, strength: float) -> torch.Tensor:
@@ -95,10 +103,10 @@ def sample_training_sigmas(
     """Training noise levels for the cosine schedule: float32 (n,).
 
     1. t ~ U(0, 1)                                  (drawn in float64 on the generator's device)
-    2. sigma = tan(pi t / 2), clamped to [sigma_min, sigma_max]
+    2. sigma = shift tan(pi t / 2), clamped to [sigma_min, sigma_max]
     """
     # torch.rand needs the generator's device; move the result afterwards.
     draw_device = generator.device if generator is not None else device
     t = torch.rand(n, generator=generator, dtype=torch.float64, device=draw_device)
-    sigma = sigma_from_t(t).clamp(cfg.sigma_min, cfg.sigma_max)
+    sigma = (_shift(cfg) * sigma_from_t(t)).clamp(cfg.sigma_min, cfg.sigma_max)
     return sigma.to(device=device if device is not None else sigma.device, dtype=torch.float32)
