@@ -57,6 +57,8 @@ class UNetConfig:
     temporal_attn_blocks: int = 2
     # Then full space-time attention blocks (every frame and pixel of the coarsest level at once).
     spacetime_attn_blocks: int = 1
+    # Rotary (frame, row, column) positions in those blocks: attention by offset, as motion is.
+    spacetime_rope: bool = True
     temporal_kernel: int = 3
 
 
@@ -101,6 +103,8 @@ class SampleOptions:
     window: int | None = None  # temporal MultiDiffusion window; None: the whole clip at once
     overlap: int = 4
     bf16: bool = False
+    # The sampling schedule's shift (DiffusionConfig.schedule_shift); None: the one it trained with.
+    schedule_shift: float | None = None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

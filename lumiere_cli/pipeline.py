@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -81,8 +81,8 @@ def generate(
     # 2. encode the prompt and the negative prompt (the unconditional branch of guidance)
     progress("encode", 0, 1)
     with torch.inference_mode():
-        cond = _text_kwargs(model, prompt, device)
-        uncond = _text_kwargs(model, options.negative, device) if options.guidance != 1 else None
+        cond = _text_kwargs(model, [prompt], device)
+        uncond = _text_kwargs(model, [options.negative], device) if options.guidance != 1 else None
     progress("encode", 1, 1)
     t_encoded = time.perf_counter()
 
@@ -93,7 +93,7 @@ def generate(
         cond.update(cond_video=known * known_mask, cond_mask=known_mask)
 
     # 4. noise levels (float64, cast at use); SDEdit runs only the tail of the schedule
-    sigmas = get_sigmas(options.steps, cfg.diffusion)
+    sigmas = _sigmas(cfg, options)
     if task == "edit":
         sigmas = sigmas_for_strength(sigmas, float(inputs.strength))
     sigmas = sigmas.to(torch.float32).to(device)
@@ -118,11 +118,7 @@ def generate(
         frames=out,
         seed=seed,
         fps=cfg.fps,
-        timings={
-            "encode_s": t_encoded - t_start,
-            "denoise_s": t_denoised - t_encoded,
-            "total_s": time.perf_counter() - t_start,
-        },
+        timings=_timings(t_start, t_encoded, t_denoised),
         unknown_words=unknown_words(prompt, cfg.vocabulary),
     )
 
@@ -155,24 +151,36 @@ def generate_batch(
 
     progress("encode", 0, 1)
     with torch.inference_mode():
-        cond = {k: v.to(device) for k, v in model.text.encode(list(prompts)).as_kwargs().items()}
-        uncond = _text_kwargs(model, options.negative, device) if options.guidance != 1 else None
+        cond = _text_kwargs(model, list(prompts), device)
+        uncond = _text_kwargs(model, [options.negative], device) if options.guidance != 1 else None
     progress("encode", 1, 1)
     t_encoded = time.perf_counter()
 
-    sigmas = get_sigmas(options.steps, cfg.diffusion).to(torch.float32).to(device)
+    sigmas = _sigmas(cfg, options).to(torch.float32).to(device)
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     x = _initial_noise(generators, frames, cfg.size, device) * sigmas[0]
     x = _sample(model, x, sigmas, cond, uncond, options, generators, progress, device=device)
     t_denoised = time.perf_counter()
 
-    timings = {"encode_s": t_encoded - t_start, "denoise_s": t_denoised - t_encoded,
-               "total_s": time.perf_counter() - t_start}
+    timings = _timings(t_start, t_encoded, t_denoised)
     return [
         GenerateResult(frames=_to_uint8(clip), seed=seed, fps=cfg.fps, timings=dict(timings),
                        unknown_words=unknown_words(prompt, cfg.vocabulary))
         for clip, seed, prompt in zip(x, seeds, prompts)
     ]
+
+
+def _sigmas(cfg, options: SampleOptions) -> torch.Tensor:
+    """The sampling noise levels (float64): the model's schedule, or the one options shift to."""
+    diffusion = cfg.diffusion
+    if options.schedule_shift is not None:
+        diffusion = replace(diffusion, schedule_shift=options.schedule_shift)
+    return get_sigmas(options.steps, diffusion)
+
+
+def _timings(t_start: float, t_encoded: float, t_denoised: float) -> dict[str, float]:
+    return {"encode_s": t_encoded - t_start, "denoise_s": t_denoised - t_encoded,
+            "total_s": time.perf_counter() - t_start}
 
 
 def _initial_noise(generators: list[torch.Generator], frames: int, size: int, device) -> torch.Tensor:
@@ -219,6 +227,8 @@ def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options:
         raise UsageError(f"guidance must be between 0 and 50; got {options.guidance}")
     if options.eta < 0:
         raise UsageError(f"eta must be >= 0; got {options.eta}")
+    if options.schedule_shift is not None and not 0.05 <= options.schedule_shift <= 20:
+        raise UsageError(f"schedule shift must be between 0.05 and 20; got {options.schedule_shift}")
     frames = options.frames or cfg.frames
     try:
         model.unet.check_input(frames, cfg.size, cfg.size)
@@ -252,9 +262,9 @@ def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options:
     return frames
 
 
-def _text_kwargs(model: LumiereModel, prompt: str, device) -> dict[str, torch.Tensor]:
-    emb = model.text.encode([prompt])
-    return {k: v.to(device) for k, v in emb.as_kwargs().items()}
+def _text_kwargs(model: LumiereModel, prompts: list[str], device) -> dict[str, torch.Tensor]:
+    """The denoiser's text arguments for a batch of prompts (one negative prompt broadcasts)."""
+    return {k: v.to(device) for k, v in model.text.encode(prompts).as_kwargs().items()}
 
 
 def _to_clip(video: np.ndarray) -> torch.Tensor:

@@ -55,8 +55,9 @@ def main() -> None:
     known = torch.zeros(x0.shape[0], 1, *x0.shape[2:])
     if args.layout == "i2v":
         known[:, :, 0] = 1
-    rows = {name: [swaps(s)[name] for s in specs] for name in swaps(specs[0])}
-    captions = {name: [caption(s) for s in row] for name, row in rows.items()} | {"empty": [""] * len(specs)}
+    swapped = [swaps(s) for s in specs]
+    captions = {name: [caption(row[name]) for row in swapped] for name in swapped[0]}
+    captions["empty"] = [""] * len(specs)
     print(f"{args.layout}: mean denoising loss over {len(specs)} clips")
     print(f"{'caption':<17}" + "".join(f"{f'sigma {s:g}':>11}" for s in SIGMAS))
     with torch.no_grad():

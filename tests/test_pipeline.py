@@ -55,6 +55,17 @@ def test_a_batch_makes_the_clips_each_seed_makes_alone(tiny_model, sampler):
         generate_batch(tiny_model, ["a red circle", " "], seeds=[1, 2])
 
 
+def test_schedule_shift_option_moves_the_sampling_steps(tiny_model):
+    """None samples on the model's schedule; a shift moves the steps (and so the clip); the model's
+    own shift given explicitly is the same as None."""
+    own = tiny_model.config.diffusion.schedule_shift
+    clip = lambda shift: generate(tiny_model, "a red circle", seed=3,
+                                  options=SampleOptions(steps=4, schedule_shift=shift)).frames
+    base = clip(None)
+    assert np.array_equal(base, clip(own))
+    assert not np.array_equal(base, clip(own * 4))
+
+
 def test_unknown_words_reported(tiny_model):
     res = generate(tiny_model, "a red dragon moving left", options=FAST, seed=0)
     assert res.unknown_words == ["dragon"]
@@ -101,6 +112,7 @@ def test_longer_clip_through_temporal_windows(tiny_model):
     (dict(options=SampleOptions(frames=7)), UsageError),
     (dict(options=SampleOptions(steps=0)), UsageError),
     (dict(options=SampleOptions(sampler="euler")), UsageError),
+    (dict(options=SampleOptions(schedule_shift=0.0)), UsageError),
     (dict(task="i2v"), UsageError),
     (dict(task="edit", inputs=Inputs(video=np.zeros((8, 16, 16, 3), np.uint8), strength=1.5)), UsageError),
     (dict(task="i2v", inputs=Inputs(image=np.zeros((20, 16, 3), np.uint8))), InputError),

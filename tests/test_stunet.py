@@ -10,8 +10,8 @@ from einops import rearrange
 
 from lumiere_cli.config import UNetConfig
 from lumiere_cli.nn import STUNet, UNet2D
+from lumiere_cli.nn.positions import grid_positions
 from lumiere_cli.nn.layers import (
-    grid_positions,
     TemporalAttentionBlock,
     TemporalConvBlock,
     TemporalDownsample,
@@ -270,8 +270,9 @@ def test_spacetime_attention_moves_information_across_pixels_and_frames():
     x = torch.randn(1, 16, 4, 3, 3)
     poked = x.clone()
     poked[:, :, 0, 0, 0] += 3.0 * torch.randn(16)  # not constant: LayerNorm would remove that
-    for space, spreads in ((False, False), (True, True)):
-        blk = randomise_zero_inits(TemporalAttentionBlock(16, emb_dim=64, heads=2, context_dim=8, space=space))
+    for space, rope, spreads in ((False, False, False), (True, False, True), (True, True, True)):
+        blk = TemporalAttentionBlock(16, emb_dim=64, heads=2, context_dim=8, space=space, rope=rope)
+        randomise_zero_inits(blk)
         with torch.no_grad():
             diff = (blk(poked, emb, ctx, None) - blk(x, emb, ctx, None)).abs()
         assert (diff[:, :, 1:, 1:, 1:].amax() > 1e-4) == spreads

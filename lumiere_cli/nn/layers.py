@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+from .positions import apply_rope, frame_positions, grid_positions, rope_angles
+
 
 def exists(value) -> bool:
     return value is not None
@@ -119,13 +121,18 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, *, heads: int, mask: Tensor | None = None) -> Tensor:
-    """Multi-head attention over (b, n, d) tokens; `mask` (b, m) bool, True = attend.
+def attention(
+    q: Tensor, k: Tensor, v: Tensor, *, heads: int, mask: Tensor | None = None, rope: Tensor | None = None
+) -> Tensor:
+    """Multi-head attention over (b, n, d) tokens; `mask` (b, m) bool, True = attend; `rope`
+    (n, r) rotary angles of self-attention's tokens (`positions.rope_angles`).
 
     Under bf16 autocast SDPA keeps its softmax statistics in fp32 on CPU; rows with no valid key
     are avoided by the caller (the start token is always valid), so no NaNs come out.
     """
     q, k, v = (rearrange(z, "b n (heads d) -> b heads n d", heads=heads) for z in (q, k, v))
+    if exists(rope):
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
     attn_mask = rearrange(mask, "b m -> b 1 1 m") if exists(mask) else None
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
     return rearrange(out, "b heads n d -> b n (heads d)")
@@ -298,22 +305,6 @@ def _frames_format(fmt: torch.memory_format) -> torch.memory_format:
     return torch.channels_last if fmt == torch.channels_last_3d else torch.contiguous_format
 
 
-def frame_positions(frames: int, dim: int, *, device=None) -> Tensor:
-    """Sinusoidal positions of the frames, (t, d): attention over frames is otherwise blind to order."""
-    pos = torch.arange(frames, device=device, dtype=torch.float32)
-    freqs = torch.exp(-math.log(10_000.0) * torch.arange(dim // 2, device=device) / (dim // 2))
-    angles = pos[:, None] * freqs[None, :]
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
-
-
-def grid_positions(t: int, h: int, w: int, dim: int, *, device=None) -> Tensor:
-    """Sinusoidal features of every (frame, row, column), ((t h w), 3 dim)."""
-    axes = [frame_positions(n, dim, device=device) for n in (t, h, w)]
-    ft, fy, fx = (repeat(a, f"n d -> {pattern} d", **sizes) for a, pattern, sizes in zip(
-        axes, ("(n h w)", "(t n w)", "(t h n)"), (dict(h=h, w=w), dict(t=t, w=w), dict(t=t, h=h))))
-    return torch.cat([ft, fy, fx], dim=-1)
-
-
 class TemporalAttentionBlock(nn.Module):
     """Self-attention over frames at each pixel, cross-attention to the text tokens, then an MLP;
     adaptive norms read the embedding. Every branch ends in a zero-initialised projection.
@@ -321,19 +312,31 @@ class TemporalAttentionBlock(nn.Module):
     With `space=True` the self-attention runs over every (frame, row, column) of the clip at once,
     with learned projections of their positions: a pixel can look where the object was a frame
     earlier, so the whole clip can agree on one trajectory (per-pixel attention over frames cannot
-    move anything sideways).
+    move anything sideways). With `rope` too, queries and keys are rotated by their (frame, row,
+    column), so the text-modulated queries can ask for an offset: the shape of a motion word.
     """
 
     POS_DIM = 16  # sinusoidal features per axis for space-time positions
 
     def __init__(
-        self, channels: int, *, emb_dim: int, heads: int, context_dim: int, mlp_ratio: int = 2, space: bool = False
+        self,
+        channels: int,
+        *,
+        emb_dim: int,
+        heads: int,
+        context_dim: int,
+        mlp_ratio: int = 2,
+        space: bool = False,
+        rope: bool = False,
     ):
         super().__init__()
         if not divisible_by(channels, heads):
             raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
         self.heads = heads
+        if rope and not space:
+            raise ValueError("rotary positions are for space-time attention (space=True)")
         self.space = space
+        self.rope = rope
         self.pos = nn.Linear(3 * self.POS_DIM, channels) if space else None
         self.norm1 = nn.LayerNorm(channels, elementwise_affine=False)
         self.norm2 = nn.LayerNorm(channels, elementwise_affine=False)
@@ -365,7 +368,9 @@ class TemporalAttentionBlock(nn.Module):
             a = rearrange(a, "(b h w) t c -> b (t h w) c", b=b, h=h, w=w)
             a = a + self.pos(grid_positions(t, h, w, self.POS_DIM, device=x.device).to(a.dtype))
             q, k, v = self.qkv(a).chunk(3, dim=-1)
-            read = rearrange(attention(q, k, v, heads=self.heads), "b (t h w) c -> (b h w) t c", t=t, h=h, w=w)
+            rope = rope_angles(t, h, w, c // self.heads, device=x.device) if self.rope else None
+            read = attention(q, k, v, heads=self.heads, rope=rope)
+            read = rearrange(read, "b (t h w) c -> (b h w) t c", t=t, h=h, w=w)
         else:
             a = a + frame_positions(t, c, device=x.device).to(a.dtype)
             q, k, v = self.qkv(a).chunk(3, dim=-1)

@@ -61,7 +61,8 @@ class TemporalLayers(nn.Module):
             for _ in range(cfg.temporal_attn_blocks)
         )
         self.spacetime_blocks = nn.ModuleList(
-            TemporalAttentionBlock(ch[-1], emb_dim=emb_dim, heads=cfg.heads, context_dim=cfg.context_dim, space=True)
+            TemporalAttentionBlock(ch[-1], emb_dim=emb_dim, heads=cfg.heads, context_dim=cfg.context_dim, space=True,
+                                   rope=cfg.spacetime_rope)
             for _ in range(cfg.spacetime_attn_blocks)
         )
 
