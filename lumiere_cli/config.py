@@ -75,6 +75,9 @@ class DiffusionConfig:
     # visible at noise levels where a frame has lost it; the shift moves work to those levels
     # (Hoogeboom et al. 2023's resolution shift, applied along time).
     schedule_shift: float = 1.0
+    # The shift sampling uses by default; None: schedule_shift. Training at a high shift teaches the
+    # motion; sampling at a lower one leaves more of the steps for edges and removes stray blobs.
+    sample_shift: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class SampleOptions:
     window: int | None = None  # temporal MultiDiffusion window; None: the whole clip at once
     overlap: int = 4
     bf16: bool = False
-    # The sampling schedule's shift (DiffusionConfig.schedule_shift); None: the one it trained with.
+    # The sampling schedule's shift; None: the model's (DiffusionConfig.sample_shift).
     schedule_shift: float | None = None
 
 
@@ -156,7 +159,8 @@ class TrainConfig:
     # stage leaves words it barely needed (directions) almost identical; the denoising loss tells it
     # which words change the clip.
     text_lr: float = 0.0
-    # Set the model's DiffusionConfig.schedule_shift from this stage on (training and sampling).
+    # Set the model's DiffusionConfig.schedule_shift from this stage on (training, and sampling
+    # unless its sample_shift says otherwise).
     schedule_shift: float | None = None
     warmup: int = 200
     weight_decay: float = 0.0

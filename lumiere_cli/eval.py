@@ -110,7 +110,7 @@ def evaluate(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     # Lazy: the pipeline pulls in the network; importing eval (e.g. for `score`) should not.
     from .config import SampleOptions
-    from .pipeline import generate_batch
+    from .pipeline import generate_batch, sampling_shift
 
     options = SampleOptions() if options is None else options
     splits: dict[str, dict[str, float | int]] = {}
@@ -138,6 +138,7 @@ def evaluate(
                 progress(name, len(detections), n)
         splits[name] = score(detections, specs)
     opts = asdict(options) if is_dataclass(options) else dict(vars(options))
+    opts["schedule_shift"] = sampling_shift(model.config, options)  # the one used, not "default"
     return EvalReport(splits=splits, n=n, seed=seed, options=opts, samples=samples)
 
 

@@ -171,11 +171,14 @@ def generate_batch(
 
 
 def _sigmas(cfg, options: SampleOptions) -> torch.Tensor:
-    """The sampling noise levels (float64): the model's schedule, or the one options shift to."""
-    diffusion = cfg.diffusion
-    if options.schedule_shift is not None:
-        diffusion = replace(diffusion, schedule_shift=options.schedule_shift)
-    return get_sigmas(options.steps, diffusion)
+    """The sampling noise levels (float64): on the options' shift, else the model's sampling shift."""
+    return get_sigmas(options.steps, replace(cfg.diffusion, schedule_shift=sampling_shift(cfg, options)))
+
+
+def sampling_shift(cfg, options: SampleOptions) -> float:
+    """The schedule shift a sampler runs on: the options', else the model's recommendation."""
+    d = cfg.diffusion
+    return next(s for s in (options.schedule_shift, d.sample_shift, d.schedule_shift) if s is not None)
 
 
 def _timings(t_start: float, t_encoded: float, t_denoised: float) -> dict[str, float]:

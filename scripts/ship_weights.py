@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -38,12 +38,15 @@ def card_markdown(model, card: dict) -> str:
         "## Model",
         f"- Clip: {cfg.frames} frames at {cfg.size}x{cfg.size}, {cfg.fps} fps, pixel space, generated in one pass.",
         f"- STUNet: channels {list(cfg.unet.channels)}, patch {cfg.unet.patch}, {cfg.unet.temporal_levels} temporal "
-        f"levels, {cfg.unet.temporal_attn_blocks} temporal attention blocks; {n_spatial / 1e6:.2f}M spatial + "
+        f"levels, {cfg.unet.temporal_attn_blocks} temporal attention blocks, {cfg.unet.spacetime_attn_blocks} "
+        f"space-time attention block(s){' with 3D rotary positions' if cfg.unet.spacetime_rope else ''}; "
+        f"{n_spatial / 1e6:.2f}M spatial + "
         f"{n_temporal / 1e6:.2f}M temporal parameters.",
         f"- Text encoder: open_clip text tower, width {cfg.text.width}, {cfg.text.layers} layers, "
         f"context {cfg.text.context_length}; {n_text / 1e6:.2f}M parameters (mostly the 49k BPE embedding table).",
         f"- Diffusion: {cfg.diffusion.prediction}-prediction, cosine schedule in sigma form, "
-        f"sigma in [{cfg.diffusion.sigma_min}, {cfg.diffusion.sigma_max}].",
+        f"sigma in [{cfg.diffusion.sigma_min}, {cfg.diffusion.sigma_max}], trained with schedule shift "
+        f"{cfg.diffusion.schedule_shift:g}, sampled with shift {cfg.diffusion.sample_shift or cfg.diffusion.schedule_shift:g}.",
         f"- Stored as fp16 safetensors; content hash `{model.weights_hash}`.",
         "",
         "## Data",
@@ -69,7 +72,7 @@ def card_markdown(model, card: dict) -> str:
         lines += [
             "## Evaluation (`lumiere eval`)",
             f"{ev['n']} clips per split, seed {ev['seed']}, sampler {opts.get('sampler')}, {opts.get('steps')} steps, "
-            f"guidance {opts.get('guidance')}. The detector reads colour, shape, motion and background back from "
+            f"guidance {opts.get('guidance')}, schedule shift {opts.get('schedule_shift')}. The detector reads colour, shape, motion and background back from "
             "each generated clip (it scores 100% on ground-truth renders).",
             "",
             "| split | clips | colour | shape | motion | background | all correct | consistent |",
@@ -113,11 +116,15 @@ def main() -> None:
     ap.add_argument("--eval", dest="eval_json")
     ap.add_argument("--dst", default="weights")
     ap.add_argument("--compute", default="")
+    ap.add_argument("--sample-shift", type=float, default=None,
+                    help="the schedule shift sampling uses by default (DiffusionConfig.sample_shift)")
     ap.add_argument("--grow", action="store_true",
                     help="weights saved before layers were added to the code: those keep their identity init")
     args = ap.parse_args()
 
     model = load_model(args.src, grow=args.grow)
+    if args.sample_shift is not None:
+        model.config = replace(model.config, diffusion=replace(model.config.diffusion, sample_shift=args.sample_shift))
     card = dict(model.card)
     card["sampling"] = asdict(SampleOptions())
     if args.compute:

@@ -101,7 +101,11 @@ def test_t2v_mp4_reads_back_with_parameters(env, model_cfg):
         assert m["ai_generated"] is True and "AI-generated" in m["notice"]
         assert m["size"] == [model_cfg.size, model_cfg.size] and m["frames"] == model_cfg.frames
         assert m["sampler"] == "dpmpp-2m" and "versions" in m and "timings" in m
+        assert m["schedule_shift"] == 1.0  # the tiny model's own: recorded, not "default"
     assert side["weights"]["hash"]
+    r = invoke("t2v", "a red circle moving left", "--seed", 5, "--json", "--schedule-shift", 3, *FAST)
+    (rec,) = json_lines(r)
+    assert json.loads(Path(rec["sidecar"]).read_text())["schedule_shift"] == 3.0
 
 
 def test_random_seed_is_reported_and_default_names_never_collide(env):
@@ -201,7 +205,9 @@ def test_eval_table_and_json(env):
     r = invoke("eval", "--n", 1, "--steps", 1, "--json-out", "e.json", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "held_in" in r.stdout and "held_out" in r.stdout
-    assert set(json.loads(Path("e.json").read_text())["splits"]) == {"held_in", "held_out"}
+    report = json.loads(Path("e.json").read_text())
+    assert set(report["splits"]) == {"held_in", "held_out"}
+    assert report["options"]["schedule_shift"] == 1.0
 
 
 def test_train_a_few_steps(env):
@@ -322,7 +328,8 @@ def test_bad_input_is_one_line(env, model_cfg, args, code, words):
 
 
 @pytest.mark.parametrize("args", [["t2v", "x", "--steps", "0"], ["edit", "x", "--video", "v", "--strength", "1.5"],
-                                  ["stylize", "x", "--ref", "r.png", "--alpha", "2"], ["t2v", "x", "--sampler", "euler"]])
+                                  ["stylize", "x", "--ref", "r.png", "--alpha", "2"], ["t2v", "x", "--sampler", "euler"],
+                                  ["t2v", "x", "--schedule-shift", "0"]])
 def test_out_of_range_numbers_are_usage_errors(env, args):
     r = invoke(*args)
     assert r.exit_code == 2 and "Traceback" not in r.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import shutil
 
@@ -11,7 +13,7 @@ import torch
 
 from lumiere_cli.config import SampleOptions
 from lumiere_cli.errors import InputError, UsageError, WeightsError
-from lumiere_cli.pipeline import Inputs, generate, generate_batch, unknown_words
+from lumiere_cli.pipeline import Inputs, generate, generate_batch, sampling_shift, unknown_words
 from lumiere_cli.weights import load_model, read_header, save_model, weights_hash
 
 FAST = SampleOptions(steps=3)
@@ -64,6 +66,14 @@ def test_schedule_shift_option_moves_the_sampling_steps(tiny_model):
     base = clip(None)
     assert np.array_equal(base, clip(own))
     assert not np.array_equal(base, clip(own * 4))
+    # A model that recommends a sampling shift samples on it unless the options say otherwise.
+    diffusion = dataclasses.replace(tiny_model.config.diffusion, sample_shift=own * 4)
+    recommending = copy.copy(tiny_model)
+    recommending.config = dataclasses.replace(tiny_model.config, diffusion=diffusion)
+    assert sampling_shift(recommending.config, SampleOptions()) == own * 4
+    assert sampling_shift(recommending.config, SampleOptions(schedule_shift=2.0)) == 2.0
+    made = generate(recommending, "a red circle", seed=3, options=SampleOptions(steps=4)).frames
+    assert np.array_equal(made, clip(own * 4))
 
 
 def test_unknown_words_reported(tiny_model):

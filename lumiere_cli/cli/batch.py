@@ -17,7 +17,7 @@ from lumiere_cli.errors import InputError, UsageError
 
 # Keys a JSONL line may set for its own item; anything else is a typo worth reporting.
 OVERRIDE_KEYS = {
-    "prompt", "negative", "seed", "steps", "guidance", "sampler", "frames", "fps", "output",
+    "prompt", "negative", "seed", "steps", "guidance", "sampler", "schedule_shift", "frames", "fps", "output",
     "image", "video", "mask", "strength",
 }
 SLUG_MAX = 48

@@ -171,6 +171,7 @@ def eval_(
     seed: Annotated[int, typer.Option(min=0)] = 0,
     steps: o.Steps = None,
     guidance: o.Guidance = None,
+    schedule_shift: o.ScheduleShift = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Also write the report as JSON here.", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="Clips per sampler run (faster; the clips do not change).")] = 8,
     weights: o.Weights = None,
@@ -191,7 +192,8 @@ def eval_(
     model, _ = _load(weights, device_name)
     defaults = SampleOptions()
     opts = SampleOptions(steps=steps or defaults.steps,
-                         guidance=guidance if guidance is not None else defaults.guidance)
+                         guidance=guidance if guidance is not None else defaults.guidance,
+                         schedule_shift=schedule_shift)
     with ui.session():
         current: list[str] = []
 

@@ -78,6 +78,12 @@ Negative = Annotated[str, typer.Option(help="What the video should not show.", r
 SamplerOpt = Annotated[
     Optional[Sampler], typer.Option("--sampler", help="Sampler (default: dpmpp-2m).", rich_help_panel=SAMPLING, show_default=False)
 ]
+ScheduleShift = Annotated[
+    Optional[float],
+    typer.Option(help="Noise schedule shift: higher spends more steps at high noise (layout and motion), "
+                      "lower more at low noise (edges) (default: the model's).",
+                 min=0.05, max=20.0, rich_help_panel=SAMPLING, show_default=False),
+]
 Frames = Annotated[
     Optional[int],
     typer.Option(help="Frames to generate; a multiple of the model's temporal factor (default: the model's).",

@@ -35,6 +35,7 @@ class Common:
     guidance: float | None = None
     negative: str = ""
     sampler: Any = None
+    schedule_shift: float | None = None
     frames: int | None = None
     fps: float | None = None
     weights: Path | None = None
@@ -129,7 +130,7 @@ def run(task: Task, prompt: str | None, common: Common) -> None:
 def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shared, ui, device, label):
     from lumiere_cli import video_io
     from lumiere_cli.config import SampleOptions
-    from lumiere_cli.pipeline import Inputs, generate
+    from lumiere_cli.pipeline import Inputs, generate, sampling_shift
 
     ov = item.overrides
     cfg = model.config
@@ -141,6 +142,7 @@ def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shar
         sampler=_pick_choice(ov, "sampler", common.sampler, defaults.sampler, ("ddim", "dpmpp-2m")),
         negative=str(ov.get("negative", common.negative)),
         frames=_pick_num(ov, "frames", common.frames, None, int, 1, 4096),
+        schedule_shift=_pick_num(ov, "schedule_shift", common.schedule_shift, None, float, 0.05, 20.0),
     )
     fps = _pick_num(ov, "fps", common.fps, float(cfg.fps), float, 0.1, 240.0)
     n_frames = options.frames or cfg.frames
@@ -179,6 +181,7 @@ def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shar
         "negative": options.negative,
         "seed": seed,
         "sampler": options.sampler,
+        "schedule_shift": sampling_shift(cfg, options),
         "steps": options.steps,
         "guidance": options.guidance,
         "frames": int(frames.shape[0]),
