@@ -12,6 +12,7 @@ from lumiere_cli.config import UNetConfig
 from lumiere_cli.nn import STUNet, UNet2D
 from lumiere_cli.nn.positions import grid_positions
 from lumiere_cli.nn.layers import (
+    SpatialAttention,
     TemporalAttentionBlock,
     TemporalConvBlock,
     TemporalDownsample,
@@ -234,7 +235,7 @@ def test_text_tokens_condition_temporal_layers_beyond_the_pooled_embedding():
         torch.testing.assert_close(attn(x, emb, padded, mask), out)
 
 
-def test_words_reach_the_temporal_layers_only_once_their_projection_is_trained():
+def test_words_reach_cross_attention_only_once_their_projection_is_trained():
     """The word embeddings change nothing at init (older weights keep their behaviour), then
     tell apart captions whose contextual token features are identical."""
     torch.manual_seed(0)
@@ -244,22 +245,29 @@ def test_words_reach_the_temporal_layers_only_once_their_projection_is_trained()
     mask = torch.ones(2, 6, dtype=torch.bool)
     pool = TextPool(8, 64, heads=2)
     attn = TemporalAttentionBlock(16, emb_dim=64, heads=2, context_dim=8)
+    spatial = SpatialAttention(16, heads=2, context_dim=8)
     with torch.no_grad():
         for name in ("out", "out_cross", "mlp_out"):  # trained outputs, zero words projection
             torch.nn.init.normal_(getattr(attn, name).weight, std=0.1)
         torch.nn.init.normal_(pool.out.weight, std=0.1)
+        torch.nn.init.normal_(spatial.out_cross.weight, std=0.1)
+    image = torch.randn(1, 16, 3, 3).expand(2, -1, -1, -1)
     x = torch.randn(1, 16, 4, 3, 3).expand(2, -1, -1, -1, -1)
     emb = torch.randn(1, 64).expand(2, -1)
     with torch.no_grad():
         torch.testing.assert_close(attn(x, emb, ctx, mask, words), attn(x, emb, ctx, mask))
         torch.testing.assert_close(pool(ctx, mask, words), pool(ctx, mask))
-        out, pooled = attn(x, emb, ctx, mask, words), pool(ctx, mask, words)
+        torch.testing.assert_close(spatial(image, ctx, mask, words), spatial(image, ctx, mask))
+        out, pooled, drawn = attn(x, emb, ctx, mask, words), pool(ctx, mask, words), spatial(image, ctx, mask, words)
         assert torch.allclose(out[0], out[1]) and torch.allclose(pooled[0], pooled[1])
+        assert torch.allclose(drawn[0], drawn[1])
         randomise_zero_inits(attn.words_cross)
         randomise_zero_inits(pool.words_kv)
-        out, pooled = attn(x, emb, ctx, mask, words), pool(ctx, mask, words)
+        randomise_zero_inits(spatial.words_cross)
+        out, pooled, drawn = attn(x, emb, ctx, mask, words), pool(ctx, mask, words), spatial(image, ctx, mask, words)
     assert not torch.allclose(out[0], out[1], atol=1e-4)
     assert not torch.allclose(pooled[0], pooled[1], atol=1e-4)
+    assert not torch.allclose(drawn[0], drawn[1], atol=1e-4)
 
 
 def test_spacetime_attention_moves_information_across_pixels_and_frames():

@@ -57,6 +57,9 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
         t.add_row("parameters", f"{n_params:,}")
     t.add_row("U-Net channels", ", ".join(map(str, cfg.unet.channels)))
     t.add_row("text encoder", cfg.text.openclip_model or f"{cfg.text.layers} layers, width {cfg.text.width}")
+    d = cfg.diffusion
+    t.add_row("noise schedule", f"{d.prediction}-prediction, cosine; shift {d.schedule_shift:g} in training, "
+                                f"{d.sample_shift or d.schedule_shift:g} for sampling (--schedule-shift)")
     t.add_row("vocabulary", " ".join(cfg.vocabulary) if cfg.vocabulary else "(not recorded)")
     for key in ("training", "eval"):
         if key in card:

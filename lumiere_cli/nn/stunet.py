@@ -152,15 +152,16 @@ class STUNet(nn.Module):
         emb = sp.embed(c_noise, pooled)  # (b, d)
         temb = emb + tp.pooled_proj(pooled) + tp.text_pool(context, mask, words)  # temporal layers' embedding
 
-        per_frame: dict[int, tuple[Tensor, Tensor, Tensor | None]] = {}
+        per_frame: dict[int, tuple[Tensor, Tensor, Tensor | None, Tensor | None]] = {}
 
-        def frames_cond(t: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        def frames_cond(t: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
             # Spatial layers see each frame as an image with the clip's conditioning.
             if t not in per_frame:
                 per_frame[t] = (
                     repeat(emb, "b d -> (b t) d", t=t),
                     repeat(context, "b l d -> (b t) l d", t=t),
                     repeat(mask, "b l -> (b t) l", t=t) if exists(mask) else None,
+                    repeat(words, "b l d -> (b t) l d", t=t) if exists(words) else None,
                 )
             return per_frame[t]
 

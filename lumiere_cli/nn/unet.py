@@ -38,8 +38,10 @@ class MidBlock(nn.Module):
         self.first = SpatialBlock(channels, channels, attn=True, **kw)
         self.second = SpatialBlock(channels, channels, attn=False, **kw)
 
-    def forward(self, x: Tensor, emb: Tensor, context: Tensor, context_mask: Tensor | None) -> Tensor:
-        return self.second(self.first(x, emb, context, context_mask), emb, context, context_mask)
+    def forward(
+        self, x: Tensor, emb: Tensor, context: Tensor, context_mask: Tensor | None, words: Tensor | None = None
+    ) -> Tensor:
+        return self.second(self.first(x, emb, context, context_mask, words), emb, context, context_mask)
 
 
 def safe_context_mask(context_mask: Tensor | None) -> Tensor | None:
@@ -142,12 +144,12 @@ class UNet2D(nn.Module):
         context_mask: Tensor | None = None,
         words: Tensor | None = None,
     ) -> Tensor:
-        del words  # read by the temporal layers only (the STUNet's signature, for one denoiser)
         self.check_size(x.shape[-2], x.shape[-1])
         with native_precision(x.device) as fp32:
             if fp32:
                 x, context, pooled = x.float(), context.float(), pooled.float()
-            return self._forward(x, c_noise, context, pooled, context_mask)
+                words = words.float() if exists(words) else None
+            return self._forward(x, c_noise, context, pooled, context_mask, words)
 
     def _forward(
         self,
@@ -156,24 +158,24 @@ class UNet2D(nn.Module):
         context: Tensor,
         pooled: Tensor,
         context_mask: Tensor | None,
+        words: Tensor | None = None,
     ) -> Tensor:
-        mask = safe_context_mask(context_mask)
-        emb = self.embed(c_noise, pooled)
+        cond = (self.embed(c_noise, pooled), context, safe_context_mask(context_mask), words)
         h = self.encode_input(x)
         skips = []
         for level in self.down:
             for blk in level.blocks:
-                h = blk(h, emb, context, mask)
+                h = blk(h, *cond)
             skips.append(h)
             if exists(level.resample):
                 h = level.resample(h)
-        h = self.mid(h, emb, context, mask)
+        h = self.mid(h, *cond)
         for i in reversed(range(self.levels)):
             level = self.up[i]
             if exists(level.resample):
                 h = level.resample(h)
             h = torch.cat([h, skips[i]], dim=1)
             for blk in level.blocks:
-                h = blk(h, emb, context, mask)
+                h = blk(h, *cond)
         return self.decode_output(h)
 
