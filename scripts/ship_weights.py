@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from lumiere_cli.config import SampleOptions
+from lumiere_cli.pipeline import sampling_shift
 from lumiere_cli.weights import load_model, save_model
 from lumiere_cli.world.vocab import BACKGROUNDS, COLOURS, HELD_OUT, MOTIONS, SHAPES
 
@@ -72,7 +73,7 @@ def card_markdown(model, card: dict) -> str:
         lines += [
             "## Evaluation (`lumiere eval`)",
             f"{ev['n']} clips per split, seed {ev['seed']}, sampler {opts.get('sampler')}, {opts.get('steps')} steps, "
-            f"guidance {opts.get('guidance')}, schedule shift {opts.get('schedule_shift')}. The detector reads colour, shape, motion and background back from "
+            f"guidance {opts.get('guidance')}, schedule shift {opts.get('schedule_shift') or 1.0:g}. The detector reads colour, shape, motion and background back from "
             "each generated clip (it scores 100% on ground-truth renders).",
             "",
             "| split | clips | colour | shape | motion | background | all correct | consistent |",
@@ -126,7 +127,7 @@ def main() -> None:
     if args.sample_shift is not None:
         model.config = replace(model.config, diffusion=replace(model.config.diffusion, sample_shift=args.sample_shift))
     card = dict(model.card)
-    card["sampling"] = asdict(SampleOptions())
+    card["sampling"] = asdict(SampleOptions()) | {"schedule_shift": sampling_shift(model.config, SampleOptions())}
     if args.compute:
         card["compute"] = args.compute
     if args.eval_json:
