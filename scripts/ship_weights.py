@@ -96,6 +96,7 @@ def card_markdown(model, card: dict) -> str:
         "## Limitations",
         "- It draws only its world: one shape, six colours, seven motions, three backgrounds, 32x32 pixels.",
         "- Words outside its vocabulary (`lumiere info`) are ignored by the model; the CLI warns about them.",
+        *(f"- {issue}" for issue in card.get("known_issues", [])),
         "",
     ]
     return "\n".join(lines)
@@ -119,6 +120,8 @@ def main() -> None:
     ap.add_argument("--compute", default="")
     ap.add_argument("--sample-shift", type=float, default=None,
                     help="the schedule shift sampling uses by default (DiffusionConfig.sample_shift)")
+    ap.add_argument("--known-issue", action="append", default=[],
+                    help="a measured weakness for the card's Limitations (repeatable)")
     ap.add_argument("--grow", action="store_true",
                     help="weights saved before layers were added to the code: those keep their identity init")
     args = ap.parse_args()
@@ -130,6 +133,8 @@ def main() -> None:
     card["sampling"] = asdict(SampleOptions()) | {"schedule_shift": sampling_shift(model.config, SampleOptions())}
     if args.compute:
         card["compute"] = args.compute
+    if args.known_issue:
+        card["known_issues"] = args.known_issue
     if args.eval_json:
         ev = json.loads(Path(args.eval_json).read_text())
         card["motion_confusion"] = motion_confusion(ev.pop("samples", []))
