@@ -79,6 +79,11 @@ class DiffusionConfig:
     # motion; sampling at a lower one leaves more of the steps for edges and removes stray blobs.
     sample_shift: float | None = None
 
+    @property
+    def sampling_schedule_shift(self) -> float:
+        """The shift sampling uses when the caller names none."""
+        return self.schedule_shift if self.sample_shift is None else self.sample_shift
+
 
 @dataclass(frozen=True)
 class ModelConfig:

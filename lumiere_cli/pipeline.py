@@ -177,8 +177,7 @@ def _sigmas(cfg, options: SampleOptions) -> torch.Tensor:
 
 def sampling_shift(cfg, options: SampleOptions) -> float:
     """The schedule shift a sampler runs on: the options', else the model's recommendation."""
-    d = cfg.diffusion
-    return next(s for s in (options.schedule_shift, d.sample_shift, d.schedule_shift) if s is not None)
+    return cfg.diffusion.sampling_schedule_shift if options.schedule_shift is None else options.schedule_shift
 
 
 def _timings(t_start: float, t_encoded: float, t_denoised: float) -> dict[str, float]:

@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from lumiere_cli.config import SampleOptions
-from lumiere_cli.pipeline import sampling_shift
 from lumiere_cli.weights import load_model, save_model
 from lumiere_cli.world.vocab import BACKGROUNDS, COLOURS, HELD_OUT, MOTIONS, SHAPES
 
@@ -47,7 +46,7 @@ def card_markdown(model, card: dict) -> str:
         f"context {cfg.text.context_length}; {n_text / 1e6:.2f}M parameters (mostly the 49k BPE embedding table).",
         f"- Diffusion: {cfg.diffusion.prediction}-prediction, cosine schedule in sigma form, "
         f"sigma in [{cfg.diffusion.sigma_min}, {cfg.diffusion.sigma_max}], trained with schedule shift "
-        f"{cfg.diffusion.schedule_shift:g}, sampled with shift {cfg.diffusion.sample_shift or cfg.diffusion.schedule_shift:g}.",
+        f"{cfg.diffusion.schedule_shift:g}, sampled with shift {cfg.diffusion.sampling_schedule_shift:g}.",
         f"- Stored as fp16 safetensors; content hash `{model.weights_hash}`.",
         "",
         "## Data",
@@ -130,7 +129,7 @@ def main() -> None:
     if args.sample_shift is not None:
         model.config = replace(model.config, diffusion=replace(model.config.diffusion, sample_shift=args.sample_shift))
     card = dict(model.card)
-    card["sampling"] = asdict(SampleOptions()) | {"schedule_shift": sampling_shift(model.config, SampleOptions())}
+    card["sampling"] = asdict(SampleOptions()) | {"schedule_shift": model.config.diffusion.sampling_schedule_shift}
     if args.compute:
         card["compute"] = args.compute
     if args.known_issue:

@@ -59,7 +59,7 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
     t.add_row("text encoder", cfg.text.openclip_model or f"{cfg.text.layers} layers, width {cfg.text.width}")
     d = cfg.diffusion
     t.add_row("noise schedule", f"{d.prediction}-prediction, cosine; shift {d.schedule_shift:g} in training, "
-                                f"{d.sample_shift or d.schedule_shift:g} for sampling (--schedule-shift)")
+                                f"{d.sampling_schedule_shift:g} for sampling (--schedule-shift)")
     t.add_row("vocabulary", " ".join(cfg.vocabulary) if cfg.vocabulary else "(not recorded)")
     for key in ("training", "eval"):
         if key in card:
