@@ -164,6 +164,13 @@ class TrainConfig:
     # stage leaves words it barely needed (directions) almost identical; the denoising loss tells it
     # which words change the clip.
     text_lr: float = 0.0
+    # Stage "text": weight of the loss that tells each clip's caption from the same caption with
+    # one attribute changed (vocab.swap_one); 0 trains on random batches alone. With `init` and
+    # `text_lr` it fine-tunes a trained encoder (the clip encoder at `lr`, the text at `text_lr`).
+    hard_negatives: float = 1.0
+    # Stage "text" with `init`: weight of a penalty on moving the token features and pooled
+    # embedding away from the initial encoder's, so that U-Nets trained on it still read it.
+    text_anchor: float = 0.0
     # Set the model's DiffusionConfig.schedule_shift from this stage on (training, and sampling
     # unless its sample_shift says otherwise).
     schedule_shift: float | None = None

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .config import ModelConfig, TrainConfig, dumps, from_dict, to_dict
@@ -95,7 +96,11 @@ def _setup(cfg: TrainConfig) -> Dist:
 
 
 class ContrastiveStage(nn.Module):
-    def __init__(self, model: LumiereModel, dist: Dist):
+    """open_clip's CLIP loss over the batch, plus, per clip, a two-way choice between its caption
+    and the caption with one attribute swapped (`negative_tokens`), weighted `hard_negatives`.
+    The second term is local to each process, so it needs no gathering under DDP."""
+
+    def __init__(self, model: LumiereModel, dist: Dist, cfg: TrainConfig):
         super().__init__()
         from open_clip.loss import ClipLoss
 
@@ -103,11 +108,31 @@ class ContrastiveStage(nn.Module):
         self.video = VideoEncoder(embed_dim=model.config.text.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.clip_loss = ClipLoss(rank=dist.rank, world_size=dist.world, gather_with_grad=dist.world > 1)
+        self.hard_negatives = cfg.hard_negatives
+        self.text_anchor = cfg.text_anchor
+        # A frozen copy of the starting encoder (excluded from checkpoints: `init` rebuilds it).
+        self._anchor = [copy.deepcopy(model.text).requires_grad_(False)] if cfg.text_anchor > 0 else []
 
-    def forward(self, videos: torch.Tensor, tokens: torch.Tensor, **_: Any) -> torch.Tensor:
+    def forward(self, videos: torch.Tensor, tokens: torch.Tensor, negative_tokens: torch.Tensor | None = None,
+                **_: Any) -> torch.Tensor:
         v = F.normalize(self.video(videos), dim=-1)
-        t = F.normalize(self.text(tokens).pooled.float(), dim=-1)
-        return self.clip_loss(v, t, self.logit_scale.exp().clamp(max=100))
+        text = self.text(tokens)
+        t = F.normalize(text.pooled.float(), dim=-1)
+        scale = self.logit_scale.exp().clamp(max=100)
+        loss = self.clip_loss(v, t, scale)
+        if self.hard_negatives > 0 and negative_tokens is not None:
+            n = F.normalize(self.text(negative_tokens).pooled.float(), dim=-1)
+            logits = scale * torch.stack([(v * t).sum(-1), (v * n).sum(-1)], dim=-1)  # (b, 2)
+            loss = loss + self.hard_negatives * F.cross_entropy(logits, torch.zeros_like(logits[:, 0], dtype=torch.long))
+        if self._anchor:
+            anchor = self._anchor[0].to(tokens.device)
+            with torch.no_grad():
+                ref = anchor(tokens)
+            mask = rearrange(text.mask.float(), "b l -> b l 1")
+            drift = ((text.tokens.float() - ref.tokens.float()) ** 2 * mask).sum() / (mask.sum() * text.tokens.shape[-1])
+            drift = drift + F.mse_loss(text.pooled.float(), ref.pooled.float())
+            loss = loss + self.text_anchor * drift
+        return loss
 
 
 class DiffusionStage(nn.Module):
@@ -131,7 +156,7 @@ class DiffusionStage(nn.Module):
 def _stage_module(cfg: TrainConfig, model: LumiereModel, dist: Dist) -> nn.Module:
     model.requires_grad_(False)
     if cfg.stage == "text":
-        module = ContrastiveStage(model, dist)
+        module = ContrastiveStage(model, dist, cfg)
         module.requires_grad_(True)
         return module
     if cfg.stage == "t2i":
@@ -146,8 +171,8 @@ def _stage_module(cfg: TrainConfig, model: LumiereModel, dist: Dist) -> nn.Modul
 
 
 def _param_groups(cfg: TrainConfig, module: nn.Module) -> list[dict[str, Any]]:
-    """The trainable parameters; the text encoder's (in diffusion stages) at `text_lr`."""
-    text = {id(p) for p in module.text.parameters()} if cfg.stage != "text" else set()
+    """The trainable parameters; the text encoder's at `text_lr` (in the text stage only if set)."""
+    text = {id(p) for p in module.text.parameters()} if cfg.stage != "text" or cfg.text_lr > 0 else set()
     params = [p for p in module.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if id(p) not in text], "lr_scale": 1.0},
@@ -171,12 +196,14 @@ class Batches(torch.utils.data.IterableDataset):
 
 def make_batch(cfg: TrainConfig, model_cfg: ModelConfig, *, rank: int, step: int) -> dict[str, Any]:
     from .world.render import sample_batch
+    from .world.vocab import as_random, swap_one
 
     g = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + rank) * 1_000_003 + step) % 2**63)
     b, t, s = cfg.batch_size, model_cfg.frames, model_cfg.size
     videos, captions, _ = sample_batch(b, t, s, g, split="train", paraphrase_prob=cfg.paraphrase_prob)
     if cfg.stage == "text":
-        return {"videos": videos, "captions": captions}
+        rng = as_random(g)
+        return {"videos": videos, "captions": captions, "negatives": [swap_one(c, rng) for c in captions]}
     drop = (torch.rand(b, generator=g) < cfg.empty_prompt_prob).tolist()
     captions = ["" if d else c for c, d in zip(captions, drop)]
     if cfg.stage == "t2i":
@@ -329,6 +356,8 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
     path = out / "weights"
     for step, batch in enumerate(loader, start=start):
         batch["tokens"] = model.text.tokenize(batch.pop("captions"))
+        if "negatives" in batch:
+            batch["negative_tokens"] = model.text.tokenize(batch.pop("negatives"))
         batch = {k: v.to(dist.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step) * group.get("lr_scale", 1.0)
@@ -363,7 +392,8 @@ def _card(card: dict[str, Any], cfg: TrainConfig, *, step: int, world: int, devi
     record = {
         "stage": cfg.stage, "steps": step, "batch_size": cfg.batch_size, "processes": world,
         "samples_seen": step * cfg.batch_size * world, "lr": cfg.lr, "device": str(device.type),
-        **({"text_lr": cfg.text_lr} if cfg.text_lr > 0 and cfg.stage != "text" else {}),
+        **({"text_lr": cfg.text_lr} if cfg.text_lr > 0 else {}),
+        **({"hard_negatives": cfg.hard_negatives, "text_anchor": cfg.text_anchor} if cfg.stage == "text" else {}),
         "wall_minutes": round(seconds / 60, 1), "out_dir": cfg.out_dir,
     }
     history = [r for r in card.get("training", []) if r.get("out_dir") != cfg.out_dir]

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from lumiere_cli import video_io
 from lumiere_cli.cli import app
+from lumiere_cli.weights import load_model
 
 runner = CliRunner()
 FAST = ["--steps", "2", "--device", "cpu"]
@@ -216,6 +217,11 @@ def test_train_a_few_steps(env):
                                                                         "temporal_levels": 1}}))
     assert r.exit_code == 0, r.output
     assert Path(r.stdout.strip().splitlines()[-1]).exists()
+    r = invoke("train", "--stage", "text", "--steps", 1, "--batch-size", 2, "--out", "text", "--device", "cpu",
+               "--init", "run/weights", "--text-lr", "1e-5", "--text-anchor", "0.5", "--schedule-shift", "2")
+    assert r.exit_code == 0, r.output
+    model = load_model(r.stdout.strip().splitlines()[-1])
+    assert model.card["training"][-1]["text_anchor"] == 0.5 and model.config.diffusion.schedule_shift == 2.0
 
 
 # ----------------------------------------------------------------------------- batch use

@@ -53,6 +53,47 @@ def test_text_lr_fine_tunes_the_text_encoder_in_a_diffusion_stage(tmp_path):
     assert load_model(shifted).config.diffusion.schedule_shift == 3.0
 
 
+def test_text_stage_learns_from_one_word_negatives_and_can_stay_near_its_start(tmp_path):
+    from lumiere_cli.model import LumiereModel
+    from lumiere_cli.train import ContrastiveStage, Dist
+    from lumiere_cli.world.vocab import parse_caption
+
+    batch = make_batch(_cfg(tmp_path, "text", batch_size=8), TINY, rank=0, step=0)
+    for text, negative in zip(batch["captions"], batch["negatives"]):
+        a, b = parse_caption(text), parse_caption(negative)
+        assert sum(a[k] != b.get(k) for k in a) == 1
+
+    torch.manual_seed(0)
+    model = LumiereModel(TINY)
+    tokens = model.text.tokenize(batch["captions"])
+    negatives = model.text.tokenize(batch["negatives"])
+
+    def loss(**cfg):
+        torch.manual_seed(1)  # the same clip encoder each time
+        stage = ContrastiveStage(model, Dist(), TrainConfig(**cfg))
+        with torch.no_grad():
+            return stage(batch["videos"], tokens, negatives).item(), stage
+
+    plain, _ = loss(hard_negatives=0.0)
+    with_negatives, _ = loss(hard_negatives=1.0)
+    assert with_negatives > plain  # the two-way choice adds a positive cross-entropy
+    anchored, stage = loss(hard_negatives=0.0, text_anchor=10.0)
+    assert anchored == pytest.approx(plain)  # no drift yet
+    with torch.no_grad():
+        for p in model.text.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        torch.manual_seed(1)
+        drifted = stage(batch["videos"], tokens, negatives).item()
+        stage.text_anchor = 0.0
+        torch.manual_seed(1)
+        assert drifted > stage(batch["videos"], tokens, negatives).item()
+
+    text = train(_cfg(tmp_path, "text", steps=2))
+    tuned = train(_cfg(tmp_path / "ft", "text", init=str(text), steps=2, text_lr=1e-5, text_anchor=1.0))
+    record = load_model(tuned).card["training"][-1]
+    assert (record["text_lr"], record["hard_negatives"], record["text_anchor"]) == (1e-5, 1.0, 1.0)
+
+
 def test_resume_continues_exactly(tmp_path):
     whole = load_file(str(train(_cfg(tmp_path / "a"))))
 
@@ -107,3 +148,18 @@ def test_two_process_ddp_start(tmp_path):
     model = load_model(out / "weights")
     record = model.card["training"][-1]
     assert record["processes"] == 2 and record["samples_seen"] == 3 * 2 * 2
+
+
+def test_clip_encoder_tells_where_an_object_is():
+    # Averaging features over the frame (the first design) made a square at the top left and one at
+    # the bottom right embed alike (2% apart), so direction words learned nothing contrastively.
+    from lumiere_cli.nn.video_encoder import VideoEncoder
+
+    torch.manual_seed(0)
+    encoder = VideoEncoder(embed_dim=16)
+    clip = torch.zeros(1, 3, 8, 16, 16)
+    clip[..., 3:7, 3:7] = 1
+    moved = torch.roll(clip, shifts=(6, 6), dims=(-2, -1))
+    a, b = encoder(clip), encoder(moved)
+    assert (a - b).norm() > 0.1 * a.norm()
+    assert encoder(torch.zeros(2, 3, 3, 12, 10)).shape == (2, 16)  # any clip size

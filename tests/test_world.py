@@ -26,12 +26,14 @@ from lumiere_cli.world.vocab import (
     HELD_OUT,
     MOTION_SYNONYMS,
     MOTIONS,
+    OPPOSITE_MOTION,
     SHAPE_SYNONYMS,
     SHAPES,
     TRAIN_TRIPLES,
     caption,
     paraphrase,
     parse_caption,
+    swap_one,
     vocabulary,
 )
 
@@ -91,6 +93,30 @@ def test_caption_grammar_and_parse_round_trip():
         assert all(parse_caption(f"a red circle {p}")["motion"] == motion for p in phrases)
     for shape, names in SHAPE_SYNONYMS.items():
         assert all(parse_caption(f"a red {n} growing")["shape"] == shape for n in names)
+
+
+def test_swap_one_changes_exactly_one_attribute_in_the_captions_own_words():
+    rng = random.Random(0)
+    words = set(vocabulary())
+    seen = set()
+    for s in specs(300, 6):
+        text = paraphrase(s, rng) if rng.random() < 0.5 else caption(s)
+        swapped = swap_one(text, rng)
+        a, b = parse_caption(text), parse_caption(swapped)
+        changed = [k for k in a if a[k] != b.get(k)]
+        assert len(changed) == 1 and set(b) == set(a), (text, swapped)
+        seen.add(changed[0])
+        if changed[0] == "motion" and a["motion"] in OPPOSITE_MOTION:
+            assert b["motion"] == OPPOSITE_MOTION[a["motion"]]
+        assert set(swapped.split()) <= words
+        assert swapped.startswith("an " if b["colour"] == "orange" else "a ")
+    assert seen == {"colour", "shape", "motion", "background"}
+    assert swap_one("a red ball going left", random.Random(1)) in {
+        "a red ball going right", "a red square going left", "a red triangle going left",
+    } | {f"{'an' if c == 'orange' else 'a'} {c} ball going left" for c in COLOURS if c != "red"}
+    assert swap_one("a blue box rising", random.Random(0)).endswith(("sinking", "rising"))
+    with pytest.raises(ValueError, match="names no attribute"):
+        swap_one("hello world", rng)
 
 
 def test_held_out_split():

@@ -91,7 +91,10 @@ def train(
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 10_000,
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per step (per process).")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 3e-4,
-    text_lr: Annotated[float, typer.Option(min=0.0, help="t2i/video stages: also fine-tune the text encoder at this peak rate (0: frozen).")] = 0.0,
+    text_lr: Annotated[float, typer.Option(min=0.0, help="t2i/video stages: also fine-tune the text encoder at this peak rate (0: frozen); text stage with --init: the encoder's own rate.")] = 0.0,
+    hard_negatives: Annotated[float, typer.Option(min=0.0, help="text stage: weight of telling each caption from itself with one attribute swapped.")] = 1.0,
+    text_anchor: Annotated[float, typer.Option(min=0.0, help="text stage with --init: keep the features near the starting encoder's, so trained U-Nets still read them.")] = 0.0,
+    schedule_shift: Annotated[Optional[float], typer.Option(min=0.01, help="Train (and by default sample) on this noise-schedule shift; higher = noisier.", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and the final weights.")] = Path("runs/default"),
     init: Annotated[Optional[Path], typer.Option(help="Weights to start from (the previous stage's output).", show_default=False)] = None,
     config: Annotated[Optional[str], typer.Option(help="ModelConfig overrides: inline JSON or a .json file.", show_default=False)] = None,
@@ -117,6 +120,7 @@ def train(
         raise UsageError(f"bad --config: {e}") from e
     kwargs = dict(stage=stage, out_dir=str(out), init=str(init) if init else None, model=model_cfg,
                   steps=steps, batch_size=batch_size, lr=lr, text_lr=text_lr, seed=seed,
+                  hard_negatives=hard_negatives, text_anchor=text_anchor, schedule_shift=schedule_shift,
                   device=device.value)
     cfg = C.TrainConfig(**kwargs)
     ui = UI(quiet=quiet)

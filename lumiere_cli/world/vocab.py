@@ -138,6 +138,59 @@ def paraphrase(spec: Any, rng: Any) -> str:
     return text
 
 
+# The motion a contrastive encoder most easily mistakes for each one: the same words, mirrored.
+OPPOSITE_MOTION: dict[str, str] = {
+    "moving left": "moving right",
+    "moving right": "moving left",
+    "moving up": "moving down",
+    "moving down": "moving up",
+    "growing": "shrinking",
+    "shrinking": "growing",
+}
+
+
+def swap_one(text: str, rng: Any) -> str:
+    """`text` with one of the attributes it names changed: a hard negative for contrastive training.
+
+    A contrastive encoder trained on random batches rarely meets two captions that differ in one
+    word, so it learns a bag of words: the shipped encoder's features for "moving left" and "moving
+    right" were 99% alike. Negatives that differ in exactly one attribute (NegCLIP, Yuksekgonul et
+    al. 2023) make every word count. Motions swap to their mirror image where they have one; the
+    wording (synonyms, a missing background phrase) stays the caption's own.
+    """
+    rng = as_random(rng)
+    tokens = text.split()
+    spans: dict[str, tuple[int, int, str]] = {}  # attribute -> (start, end, value), first mention
+    i = 0
+    while i < len(tokens):
+        for phrase, attribute, value in _PHRASES:
+            if tuple(tokens[i : i + len(phrase)]) == phrase:
+                spans.setdefault(attribute, (i, i + len(phrase), value))
+                i += len(phrase)
+                break
+        else:
+            i += 1
+    if not spans:
+        raise ValueError(f"caption names no attribute: {text!r}")
+    attribute = rng.choice(sorted(spans))
+    start, end, value = spans[attribute]
+    said = " ".join(tokens[start:end])
+    if attribute == "motion":
+        new = OPPOSITE_MOTION.get(value) or rng.choice([m for m in MOTIONS if m != value])
+        synonyms = MOTION_SYNONYMS
+    else:
+        table = {"colour": COLOURS, "shape": SHAPES, "background": BACKGROUNDS}[attribute]
+        new = rng.choice([v for v in table if v != value])
+        synonyms = SHAPE_SYNONYMS if attribute == "shape" else {}
+    # Same wording where the new value has it ("going left" -> "going right"), else canonical.
+    old_phrases, new_phrases = synonyms.get(value, (value,)), synonyms.get(new, (new,))
+    index = old_phrases.index(said) if said in old_phrases else 0
+    tokens[start:end] = new_phrases[index if index < len(new_phrases) else 0].split()
+    if attribute == "colour" and start > 0 and tokens[start - 1] in ("a", "an"):
+        tokens[start - 1] = article(new)
+    return " ".join(tokens)
+
+
 def vocabulary() -> tuple[str, ...]:
     """Every word that `caption` or `paraphrase` can produce, sorted."""
     words = {"a", "an", "on", "background"}
