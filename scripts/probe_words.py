@@ -19,10 +19,9 @@ import torch
 
 from lumiere_cli.weights import load_model
 from lumiere_cli.world.render import render_batch, sample_spec
+from lumiere_cli.world.vocab import OPPOSITE_MOTION as OPPOSITE
 from lumiere_cli.world.vocab import caption
 
-OPPOSITE = {"moving left": "moving right", "moving right": "moving left", "moving up": "moving down",
-            "moving down": "moving up", "growing": "shrinking", "shrinking": "growing"}
 SIGMAS = (2.0, 8.0, 30.0)
 
 

@@ -160,16 +160,7 @@ def swap_one(text: str, rng: Any) -> str:
     """
     rng = as_random(rng)
     tokens = text.split()
-    spans: dict[str, tuple[int, int, str]] = {}  # attribute -> (start, end, value), first mention
-    i = 0
-    while i < len(tokens):
-        for phrase, attribute, value in _PHRASES:
-            if tuple(tokens[i : i + len(phrase)]) == phrase:
-                spans.setdefault(attribute, (i, i + len(phrase), value))
-                i += len(phrase)
-                break
-        else:
-            i += 1
+    spans = _mentions(tokens)
     if not spans:
         raise ValueError(f"caption names no attribute: {text!r}")
     attribute = rng.choice(sorted(spans))
@@ -224,15 +215,20 @@ def parse_caption(text: str) -> dict[str, str] | None:
     """The attributes a prompt names, as a partial spec {colour, shape, motion, background}, or
     None when it names none. Reads canonical captions and paraphrases; the first mention of each
     attribute wins. Background words count only as backgrounds, since no object has those colours."""
-    tokens = re.findall(r"[a-z]+", text.lower())
-    found: dict[str, str] = {}
+    found = {attribute: value for attribute, (_, _, value) in _mentions(re.findall(r"[a-z]+", text.lower())).items()}
+    return found or None
+
+
+def _mentions(tokens: list[str]) -> dict[str, tuple[int, int, str]]:
+    """{attribute: (start, end, value)} of the first phrase naming each attribute in `tokens`."""
+    spans: dict[str, tuple[int, int, str]] = {}
     i = 0
     while i < len(tokens):
         for phrase, attribute, value in _PHRASES:
             if tuple(tokens[i : i + len(phrase)]) == phrase:
-                found.setdefault(attribute, value)
+                spans.setdefault(attribute, (i, i + len(phrase), value))
                 i += len(phrase)
                 break
         else:
             i += 1
-    return found or None
+    return spans
