@@ -193,6 +193,19 @@ def test_detector_survives_noise_on_a_clip():
     assert right >= 38
 
 
+def test_detector_shape_is_unbiased_by_pixel_noise():
+    # Sampled clips carry grain. Noise must not push one shape towards another: a fill ratio of
+    # per-column maxima called half of these squares circles.
+    gen = torch.Generator().manual_seed(1)
+    drawn = specs(90, 7)
+    videos = render_batch(drawn, 16, 32)
+    noisy = (videos + 0.08 * torch.randn(videos.shape, generator=gen)).clamp(0, 1)
+    for shape in SHAPES:
+        mine = [(v, s) for v, s in zip(noisy, drawn) if s.shape == shape]
+        right = sum(detect(v).shape == shape for v, _ in mine)
+        assert len(mine) >= 20 and right >= 0.95 * len(mine), (shape, right, len(mine))
+
+
 def test_detector_on_blank_and_noise_clips():
     blank = np.zeros((16, 32, 32, 3), np.uint8)
     d = detect(blank)

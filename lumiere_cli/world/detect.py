@@ -13,13 +13,12 @@ The rules (docs/WORLD.md has the numbers):
 3. Colour: the median RGB of the largest component's confident pixels (distance from the
    background at least CONFIDENT of its 90th percentile, i.e. not the anti-aliased fringe),
    nearest palette colour, voted.
-4. Shape: soft coverage alpha (each pixel's position between background and object colour) over
-   the component grown by one pixel. An up-pointing triangle has its mass skewed towards its base:
-   vertical skewness <= TRIANGLE_SKEW (ideal -0.57; circle and square 0) means triangle; this
-   stays reliable on 6-pixel objects where the fill ratio does not. Otherwise the fill ratio
-   area / (width x height), width and height being the sums of per-column / per-row maximum
-   coverage (so anti-aliased edges count fractionally), tells square (~1) from circle (~pi/4).
-   Voted over frames.
+4. Shape: a matched filter. Each shape is rendered (by the renderer's own coverage function) at the
+   object's centre of mass with the object's area, at a few scales, and compared with the
+   object's unclipped soft coverage (each pixel's position between background and object colour)
+   over a window around it; the least squared difference wins. Zero-mean pixel noise adds about
+   the same error to every candidate, where a fill ratio built from per-column maxima read every
+   noisy square as a circle. Voted over frames.
 5. Motion from the coverage-weighted centroid and area per frame: area ratio (last quarter over
    first quarter) above 2 or below 1/2: growing / shrinking; else a vertical fall followed by a
    rise, each at least BOUNCE_MIN: bouncing; else the dominant net displacement, if at least
@@ -30,6 +29,7 @@ The rules (docs/WORLD.md has the numbers):
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,17 +37,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .vocab import BACKGROUNDS, COLOURS
+from .render import shape_coverage
+from .vocab import BACKGROUNDS, COLOURS, SHAPES
 
 OBJECT_THRESHOLD = 50.0  # palette colours are >= ~108 from every background
 MIN_OBJECT_FRAC = 0.005  # the smallest rendered object covers ~1.6% of the frame
 STRAY_FRAC = 0.1
 CONFIDENT = 0.8
-SQUARE_FILL = 0.89  # fill above: square (ideal 1.0)
-CIRCLE_FILL = 0.64  # fill below: triangle-like (ideal 0.5); circle ideal 0.785
-TRIANGLE_SKEW = -0.25  # vertical skewness of the mass: up-triangle -0.57, circle and square 0
 SCALE_RATIO = 2.0  # rendered growing/shrinking change the area >= 4x
 BOUNCE_MIN = 0.06  # fraction of the frame; rendered rebounds rise >= ~0.15
+TRIANGLE_SKEW = -0.25  # vertical skewness of the mass: up-triangle -0.57, circle and square 0
 MOVE_MIN = 0.1  # fraction of the frame; rendered translations cover >= 0.4
 
 _BG_NAMES = tuple(BACKGROUNDS)
@@ -160,19 +159,43 @@ def _vote(values: list) -> Any:
     return Counter(values).most_common(1)[0][0] if values else None
 
 
-def _shape(alpha: np.ndarray) -> str:
-    """Shape from soft coverage (h, w) with positive area."""
-    area = alpha.sum()
-    width, height = alpha.max(0).sum(), alpha.max(1).sum()
-    fill = area / max(width * height, 1e-6)
-    rows = alpha.sum(1)
-    y = np.arange(len(rows))
-    my = (rows * y).sum() / area
-    var = max((rows * (y - my) ** 2).sum() / area, 1e-6)
-    skew = (rows * (y - my) ** 3).sum() / area / var**1.5
-    if skew <= TRIANGLE_SKEW or (fill < CIRCLE_FILL and skew < TRIANGLE_SKEW / 2):
+# Candidate sizes around the one whose area matches the object's: generated edges are soft.
+_TEMPLATE_SCALES = (0.9, 1.0, 1.1)
+# A shape's area as a fraction of its bounding box (side s): s^2, pi s^2 / 4, s^2 / 2.
+_BOX_FILL = {"circle": math.pi / 4, "square": 1.0, "triangle": 0.5}
+
+
+def _shape(coverage: np.ndarray, window: np.ndarray) -> str:
+    """Shape from unclipped coverage (h, w) of one object, over the window (h, w, bool) around it.
+
+    Each shape is rendered at the object's centre with the area of the object (the triangle's
+    centre of mass sits a sixth of its height below its box's centre), at a few scales, and
+    the one with the least squared difference wins: a matched filter, so zero-mean pixel noise
+    adds the same error to every candidate instead of biasing a ratio of maxima towards circles.
+    """
+    a = np.where(window, coverage, 0.0)
+    mass = a.clip(0, 1)
+    area = max(float(mass.sum()), 1e-6)
+    h, w = a.shape
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    cx, cy = (mass * xs).sum() / area, (mass * ys).sum() / area
+    # An up-pointing triangle's mass leans towards its base; this holds on blurred blobs too.
+    var = max(float((mass * (ys - cy) ** 2).sum()) / area, 1e-6)
+    if (mass * (ys - cy) ** 3).sum() / area / var**1.5 <= TRIANGLE_SKEW:
         return "triangle"
-    return "square" if fill >= SQUARE_FILL else "circle"
+    best, best_err = SHAPES[0], float("inf")
+    target = torch.from_numpy(a)
+    m = torch.from_numpy(window)
+    px, py = torch.from_numpy(xs - cx), torch.from_numpy(ys - cy)
+    for shape in SHAPES:
+        half = math.sqrt(area / _BOX_FILL[shape]) / 2
+        for k in _TEMPLATE_SCALES:
+            dy = k * half / 3 if shape == "triangle" else 0.0
+            tpl = shape_coverage(shape, px, py + dy, torch.tensor(k * half, dtype=px.dtype))
+            err = float(((tpl * m - target) ** 2).sum())
+            if err < best_err:
+                best, best_err = shape, err
+    return best
 
 
 def _motion(xs: np.ndarray, ys: np.ndarray, sizes: np.ndarray) -> str | None:
@@ -236,9 +259,10 @@ def detect(clip: Any) -> Detection:
         # Soft coverage over the component grown by one pixel, so its anti-aliased fringe counts.
         grown = _grow(comp)
         axis = rgb - bg_ref[i]
-        alpha = np.clip((diff[i] @ axis) / max(float(axis @ axis), 1e-6), 0, 1) * grown
+        proj = (diff[i] @ axis) / max(float(axis @ axis), 1e-6)
+        alpha = np.clip(proj, 0, 1) * grown
         area = alpha.sum()
-        shapes.append(_shape(alpha))
+        shapes.append(_shape(proj, _grow(_grow(grown))))
         cx = (alpha.sum(0) * xs_grid).sum() / area
         cy = (alpha.sum(1) * ys_grid).sum() / area
         track.append((float(cx), float(cy), float(np.sqrt(area / (h * w)))))

@@ -167,6 +167,23 @@ def trajectories(specs: list[ClipSpec], frames: int) -> tuple[torch.Tensor, torc
     return cx.expand(-1, max(frames, 1)), cy.expand(-1, max(frames, 1)), sizes.expand(-1, max(frames, 1))
 
 
+def shape_coverage(shape: str, px: torch.Tensor, py: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """Anti-aliased coverage in [0, 1] of `shape` centred at the origin, at offsets (px, py) from
+    its centre, with half its size `half`; all three in pixels (any broadcastable shapes)."""
+    if shape == "circle":
+        sdf = torch.sqrt(px**2 + py**2) - half
+    elif shape == "square":
+        sdf = torch.maximum(px.abs(), py.abs()) - half
+    elif shape == "triangle":
+        # Apex at (0, -half), base corners at (+-half, +half). The slanted edges have outward
+        # normals (+-2, -1)/sqrt(5) through the apex; the base is y = +half.
+        slant = (2 * px.abs() - (py + half)) / math.sqrt(5)
+        sdf = torch.maximum(slant, py - half)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
+    return (0.5 - sdf).clamp_(0, 1)
+
+
 def coverage(
     shape_ids: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, sizes: torch.Tensor, size: int
 ) -> torch.Tensor:
@@ -176,23 +193,13 @@ def coverage(
     alpha = torch.empty(cx.shape[0], cx.shape[1], size, size)
     # Each shape's distance is computed only for the clips that show it (3x less work than
     # computing all three and selecting).
-    for sid in range(len(SHAPES)):
+    for sid, shape in enumerate(SHAPES):
         idx = (shape_ids == sid).nonzero().flatten()
         if idx.numel() == 0:
             continue
-        px = grid[None, None, None, :] - cx[idx][..., None, None]  # (b, t, 1, w)
-        py = grid[None, None, :, None] - cy[idx][..., None, None]  # (b, t, h, 1)
-        half = (sizes[idx] / 2)[..., None, None]
-        if SHAPES[sid] == "circle":
-            sdf = torch.sqrt(px**2 + py**2) - half
-        elif SHAPES[sid] == "square":
-            sdf = torch.maximum(px.abs(), py.abs()) - half
-        else:
-            # Triangle: apex at (0, -half), base corners at (+-half, +half). The slanted edges
-            # have outward normals (+-2, -1)/sqrt(5) through the apex; the base is y = +half.
-            slant = (2 * px.abs() - (py + half)) / math.sqrt(5)
-            sdf = torch.maximum(slant, py - half)
-        alpha[idx] = (0.5 - sdf * size).clamp_(0, 1)
+        px = (grid[None, None, None, :] - cx[idx][..., None, None]) * size  # (b, t, 1, w)
+        py = (grid[None, None, :, None] - cy[idx][..., None, None]) * size  # (b, t, h, 1)
+        alpha[idx] = shape_coverage(shape, px, py, (sizes[idx] / 2)[..., None, None] * size)
     return alpha
 
 
