@@ -62,6 +62,9 @@ class UNetConfig:
     temporal_kernel: int = 3
 
 
+DEFAULT_GUIDANCE = 5.0  # for models whose config recommends no scale of their own
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """Parameterisation: v-prediction on a cosine VP schedule, written in EDM's sigma form."""
@@ -78,11 +81,19 @@ class DiffusionConfig:
     # The shift sampling uses by default; None: schedule_shift. Training at a high shift teaches the
     # motion; sampling at a lower one leaves more of the steps for edges and removes stray blobs.
     sample_shift: float | None = None
+    # The classifier-free guidance scale sampling uses by default; None: DEFAULT_GUIDANCE. Chosen
+    # per model by eval: past the scale a model needs, guidance only adds grain and flicker.
+    sample_guidance: float | None = None
 
     @property
     def sampling_schedule_shift(self) -> float:
         """The shift sampling uses when the caller names none."""
         return self.schedule_shift if self.sample_shift is None else self.sample_shift
+
+    @property
+    def sampling_guidance(self) -> float:
+        """The guidance scale sampling uses when the caller names none."""
+        return DEFAULT_GUIDANCE if self.sample_guidance is None else self.sample_guidance
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,7 @@ class SampleOptions:
     """How to sample. Defaults are the shipped model's recommended settings."""
 
     steps: int = 25
-    guidance: float = 5.0
+    guidance: float | None = None  # None: the model's (DiffusionConfig.sample_guidance)
     sampler: str = "dpmpp-2m"  # "ddim" | "dpmpp-2m"
     eta: float = 0.0
     negative: str = ""

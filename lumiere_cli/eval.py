@@ -13,7 +13,7 @@ This module returns data; the CLI prints the table (`EvalReport.rows()`) or writ
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from .world.detect import Detection, detect
@@ -110,7 +110,7 @@ def evaluate(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     # Lazy: the pipeline pulls in the network; importing eval (e.g. for `score`) should not.
     from .config import SampleOptions
-    from .pipeline import generate_batch, sampling_shift
+    from .pipeline import generate_batch, resolve_options
 
     options = SampleOptions() if options is None else options
     splits: dict[str, dict[str, float | int]] = {}
@@ -137,8 +137,7 @@ def evaluate(
             if progress is not None:
                 progress(name, len(detections), n)
         splits[name] = score(detections, specs)
-    opts = asdict(options) if is_dataclass(options) else dict(vars(options))
-    opts["schedule_shift"] = sampling_shift(model.config, options)  # the one used, not "default"
+    opts = asdict(resolve_options(model.config, options))  # the settings used, not "default"
     return EvalReport(splits=splits, n=n, seed=seed, options=opts, samples=samples)
 
 

@@ -76,6 +76,7 @@ def generate(
     progress = progress or (lambda phase, done, total: None)
 
     # 1. check inputs: every problem is a one-line UsageError/InputError, before any work
+    options = resolve_options(cfg, options)
     frames = _check(model, prompt, task, inputs, options)
 
     # 2. encode the prompt and the negative prompt (the unconditional branch of guidance)
@@ -146,6 +147,7 @@ def generate_batch(
         raise UsageError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt")
     if not prompts:
         return []
+    options = resolve_options(cfg, options)
     for prompt in prompts:
         frames = _check(model, prompt, "t2v", Inputs(), options)
 
@@ -178,6 +180,12 @@ def _sigmas(cfg, options: SampleOptions) -> torch.Tensor:
 def sampling_shift(cfg, options: SampleOptions) -> float:
     """The schedule shift a sampler runs on: the options', else the model's recommendation."""
     return cfg.diffusion.sampling_schedule_shift if options.schedule_shift is None else options.schedule_shift
+
+
+def resolve_options(cfg, options: SampleOptions) -> SampleOptions:
+    """The options with every "the model's" setting (None) replaced by the model's recommendation."""
+    guidance = cfg.diffusion.sampling_guidance if options.guidance is None else options.guidance
+    return replace(options, guidance=guidance, schedule_shift=sampling_shift(cfg, options))
 
 
 def _timings(t_start: float, t_encoded: float, t_denoised: float) -> dict[str, float]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from lumiere_cli.config import SampleOptions
+from lumiere_cli.pipeline import resolve_options
 from lumiere_cli.weights import load_model, save_model
 from lumiere_cli.world.vocab import BACKGROUNDS, COLOURS, HELD_OUT, MOTIONS, SHAPES
 
@@ -119,6 +120,8 @@ def main() -> None:
     ap.add_argument("--compute", default="")
     ap.add_argument("--sample-shift", type=float, default=None,
                     help="the schedule shift sampling uses by default (DiffusionConfig.sample_shift)")
+    ap.add_argument("--sample-guidance", type=float, default=None,
+                    help="the guidance scale sampling uses by default (DiffusionConfig.sample_guidance)")
     ap.add_argument("--known-issue", action="append", default=[],
                     help="a measured weakness for the card's Limitations (repeatable)")
     ap.add_argument("--grow", action="store_true",
@@ -126,10 +129,11 @@ def main() -> None:
     args = ap.parse_args()
 
     model = load_model(args.src, grow=args.grow)
-    if args.sample_shift is not None:
-        model.config = replace(model.config, diffusion=replace(model.config.diffusion, sample_shift=args.sample_shift))
+    recommend = {"sample_shift": args.sample_shift, "sample_guidance": args.sample_guidance}
+    recommend = {k: v for k, v in recommend.items() if v is not None}
+    model.config = replace(model.config, diffusion=replace(model.config.diffusion, **recommend))
     card = dict(model.card)
-    card["sampling"] = asdict(SampleOptions()) | {"schedule_shift": model.config.diffusion.sampling_schedule_shift}
+    card["sampling"] = asdict(resolve_options(model.config, SampleOptions()))
     if args.compute:
         card["compute"] = args.compute
     if args.known_issue:

@@ -71,7 +71,10 @@ def test_evaluate_with_ground_truth_pipeline(monkeypatch):
         batches.append(len(prompts))
         return [generate(p, s) for p, s in zip(prompts, seeds)]
 
-    stand_in = types.SimpleNamespace(generate_batch=generate_batch, sampling_shift=lambda cfg, options: 1.5)
+    def resolve_options(cfg, options):
+        return replace(options, schedule_shift=1.5, guidance=4.0)
+
+    stand_in = types.SimpleNamespace(generate_batch=generate_batch, resolve_options=resolve_options)
     monkeypatch.setitem(sys.modules, "lumiere_cli.pipeline", stand_in)
     progress = []
     report = evaluate(types.SimpleNamespace(config=None), n=6, seed=3, options=SampleOptions(steps=2), batch_size=4,
@@ -87,7 +90,8 @@ def test_evaluate_with_ground_truth_pipeline(monkeypatch):
     assert progress == [("held_in", 4, 6), ("held_in", 6, 6), ("held_out", 4, 6), ("held_out", 6, 6)]
     data = json.loads(json.dumps(report.to_dict()))
     assert data["options"]["steps"] == 2 and len(data["samples"]) == 12
-    assert data["options"]["schedule_shift"] == 1.5  # the shift the clips were made with
+    # the settings the clips were made with, not "the model's"
+    assert data["options"]["schedule_shift"] == 1.5 and data["options"]["guidance"] == 4.0
     rows = report.rows()
     assert len(rows) == 2 and all(len(r) == len(COLUMNS) for r in rows)
     assert rows[0][0] == "held_in" and rows[0][-2] == "100.0%"

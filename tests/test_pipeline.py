@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from lumiere_cli.config import SampleOptions
+from lumiere_cli.config import DEFAULT_GUIDANCE, SampleOptions
 from lumiere_cli.errors import InputError, UsageError, WeightsError
-from lumiere_cli.pipeline import Inputs, generate, generate_batch, sampling_shift, unknown_words
+from lumiere_cli.pipeline import Inputs, generate, generate_batch, resolve_options, sampling_shift, unknown_words
 from lumiere_cli.weights import load_model, read_header, save_model, weights_hash
 
 FAST = SampleOptions(steps=3)
@@ -74,6 +74,21 @@ def test_schedule_shift_option_moves_the_sampling_steps(tiny_model):
     assert sampling_shift(recommending.config, SampleOptions(schedule_shift=2.0)) == 2.0
     made = generate(recommending, "a red circle", seed=3, options=SampleOptions(steps=4)).frames
     assert np.array_equal(made, clip(own * 4))
+
+
+def test_guidance_defaults_to_the_models_recommendation(tiny_model):
+    """None guides at the model's recommended scale (DEFAULT_GUIDANCE when it names none); an
+    explicit scale wins; the recommendation changes the clip exactly as naming it would."""
+    assert resolve_options(tiny_model.config, SampleOptions()).guidance == DEFAULT_GUIDANCE
+    diffusion = dataclasses.replace(tiny_model.config.diffusion, sample_guidance=2.5)
+    recommending = copy.copy(tiny_model)
+    recommending.config = dataclasses.replace(tiny_model.config, diffusion=diffusion)
+    resolved = resolve_options(recommending.config, SampleOptions(steps=4))
+    assert resolved.guidance == 2.5 and resolved.schedule_shift == diffusion.sampling_schedule_shift
+    assert resolve_options(recommending.config, SampleOptions(guidance=7.0)).guidance == 7.0
+    clip = lambda model, g: generate(model, "a red circle", seed=3, options=SampleOptions(steps=4, guidance=g)).frames
+    assert np.array_equal(clip(recommending, None), clip(tiny_model, 2.5))
+    assert not np.array_equal(clip(recommending, None), clip(tiny_model, None))
 
 
 def test_unknown_words_reported(tiny_model):

@@ -60,6 +60,7 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
     d = cfg.diffusion
     t.add_row("noise schedule", f"{d.prediction}-prediction, cosine; shift {d.schedule_shift:g} in training, "
                                 f"{d.sampling_schedule_shift:g} for sampling (--schedule-shift)")
+    t.add_row("guidance", f"{d.sampling_guidance:g} by default (--guidance)")
     t.add_row("vocabulary", " ".join(cfg.vocabulary) if cfg.vocabulary else "(not recorded)")
     for key in ("training", "eval"):
         if key in card:
@@ -199,7 +200,7 @@ def eval_(
     model, _ = _load(weights, device_name)
     defaults = SampleOptions()
     opts = SampleOptions(steps=steps or defaults.steps,
-                         guidance=guidance if guidance is not None else defaults.guidance,
+                         guidance=guidance,
                          schedule_shift=schedule_shift)
     with ui.session():
         current: list[str] = []

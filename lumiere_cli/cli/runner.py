@@ -130,7 +130,7 @@ def run(task: Task, prompt: str | None, common: Common) -> None:
 def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shared, ui, device, label):
     from lumiere_cli import video_io
     from lumiere_cli.config import SampleOptions
-    from lumiere_cli.pipeline import Inputs, generate, sampling_shift
+    from lumiere_cli.pipeline import Inputs, generate, resolve_options
 
     ov = item.overrides
     cfg = model.config
@@ -138,7 +138,7 @@ def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shar
     defaults = SampleOptions()
     options = SampleOptions(
         steps=_pick_num(ov, "steps", common.steps, defaults.steps, int, 1, 1000),
-        guidance=_pick_num(ov, "guidance", common.guidance, defaults.guidance, float, 0.0, 50.0),
+        guidance=_pick_num(ov, "guidance", common.guidance, None, float, 0.0, 50.0),
         sampler=_pick_choice(ov, "sampler", common.sampler, defaults.sampler, ("ddim", "dpmpp-2m")),
         negative=str(ov.get("negative", common.negative)),
         frames=_pick_num(ov, "frames", common.frames, None, int, 1, 4096),
@@ -181,9 +181,9 @@ def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shar
         "negative": options.negative,
         "seed": seed,
         "sampler": options.sampler,
-        "schedule_shift": sampling_shift(cfg, options),
+        "schedule_shift": resolve_options(cfg, options).schedule_shift,
         "steps": options.steps,
-        "guidance": options.guidance,
+        "guidance": resolve_options(cfg, options).guidance,
         "frames": int(frames.shape[0]),
         "fps": fps,
         "size": size,
