@@ -47,7 +47,8 @@ def card_markdown(model, card: dict) -> str:
         f"context {cfg.text.context_length}; {n_text / 1e6:.2f}M parameters (mostly the 49k BPE embedding table).",
         f"- Diffusion: {cfg.diffusion.prediction}-prediction, cosine schedule in sigma form, "
         f"sigma in [{cfg.diffusion.sigma_min}, {cfg.diffusion.sigma_max}], trained with schedule shift "
-        f"{cfg.diffusion.schedule_shift:g}, sampled with shift {cfg.diffusion.sampling_schedule_shift:g}.",
+        f"{cfg.diffusion.schedule_shift:g}, sampled by default with shift {cfg.diffusion.sampling_schedule_shift:g} "
+        f"and guidance {cfg.diffusion.sampling_guidance:g}.",
         f"- Stored as fp16 safetensors; content hash `{model.weights_hash}`.",
         "",
         "## Data",
