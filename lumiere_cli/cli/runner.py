@@ -136,14 +136,14 @@ def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shar
     cfg = model.config
     seed = batch.resolve_seed(common.seed, item)
     defaults = SampleOptions()
-    options = SampleOptions(
+    options = resolve_options(cfg, SampleOptions(
         steps=_pick_num(ov, "steps", common.steps, defaults.steps, int, 1, 1000),
         guidance=_pick_num(ov, "guidance", common.guidance, None, float, 0.0, 50.0),
         sampler=_pick_choice(ov, "sampler", common.sampler, defaults.sampler, ("ddim", "dpmpp-2m")),
         negative=str(ov.get("negative", common.negative)),
         frames=_pick_num(ov, "frames", common.frames, None, int, 1, 4096),
         schedule_shift=_pick_num(ov, "schedule_shift", common.schedule_shift, None, float, 0.05, 20.0),
-    )
+    ))  # concrete from here on: the sidecar records the settings used, not "the model's"
     fps = _pick_num(ov, "fps", common.fps, float(cfg.fps), float, 0.1, 240.0)
     n_frames = options.frames or cfg.frames
     files = _read_inputs(task, ov) if set(ov) & {"image", "video", "mask"} else shared
@@ -181,9 +181,9 @@ def _one(task, item, common, fmt, out_dir, model, weights_info, style_info, shar
         "negative": options.negative,
         "seed": seed,
         "sampler": options.sampler,
-        "schedule_shift": resolve_options(cfg, options).schedule_shift,
+        "schedule_shift": options.schedule_shift,
         "steps": options.steps,
-        "guidance": resolve_options(cfg, options).guidance,
+        "guidance": options.guidance,
         "frames": int(frames.shape[0]),
         "fps": fps,
         "size": size,

@@ -44,9 +44,9 @@ OBJECT_THRESHOLD = 50.0  # palette colours are >= ~108 from every background
 MIN_OBJECT_FRAC = 0.005  # the smallest rendered object covers ~1.6% of the frame
 STRAY_FRAC = 0.1
 CONFIDENT = 0.8
+TRIANGLE_SKEW = -0.25  # vertical skewness of the mass: up-triangle -0.57, circle and square 0
 SCALE_RATIO = 2.0  # rendered growing/shrinking change the area >= 4x
 BOUNCE_MIN = 0.06  # fraction of the frame; rendered rebounds rise >= ~0.15
-TRIANGLE_SKEW = -0.25  # vertical skewness of the mass: up-triangle -0.57, circle and square 0
 MOVE_MIN = 0.1  # fraction of the frame; rendered translations cover >= 0.4
 
 _BG_NAMES = tuple(BACKGROUNDS)
