@@ -6,7 +6,12 @@ given the same caption with the motion mirrored ("moving left" -> "moving right"
 means the model ignores the word at that noise level; at high noise, where the sampler decides
 where the object goes, a model that reads the word should do much worse with the wrong one.
 
-    python scripts/probe_motion_words.py [--weights DIR] [--clips 24]
+Then, for each translation word, where the model puts the object at high noise: the travel of the
+object's centroid (first frame to last, in frame widths) in the x0 estimate at --sigma-far,
+averaged over noise draws, next to the same travel in the mean of rendered clips with that caption
+(what the ideal denoiser predicts as sigma grows). A model that reads the word matches the sign.
+
+    python scripts/probe_motion_words.py [--weights DIR] [--clips 24] [--sigma-far 40]
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ import torch
 from lumiere_cli.pipeline import _text_kwargs
 from lumiere_cli.weights import load_model
 from lumiere_cli.world.render import render_batch, sample_spec
-from lumiere_cli.world.vocab import OPPOSITE_MOTION, caption
+from lumiere_cli.world.vocab import BACKGROUNDS, OPPOSITE_MOTION, caption
 
 PAIRS = {"left/right": ("moving left", "moving right"), "up/down": ("moving up", "moving down"),
          "growing/shrinking": ("growing", "shrinking")}
 SIGMAS = (0.5, 2.0, 4.0, 8.0, 16.0, 40.0)
+TRANSLATIONS = ("moving left", "moving right", "moving up", "moving down")
+# Object colour on background: bright on dark, dark on bright, and both signs on gray.
+LOOKS = (("red", "black"), ("blue", "white"), ("yellow", "gray"))
 
 
 def error_ratios(model, motions: tuple[str, ...], n: int, seed: int) -> list[float]:
@@ -50,17 +58,57 @@ def error_ratios(model, motions: tuple[str, ...], n: int, seed: int) -> list[flo
     return ratios
 
 
+def centroid_travel(video: torch.Tensor, background: str, motion: str) -> float:
+    """Centroid shift, last frame minus first, along the motion's axis (frame widths; + is right or down).
+
+    video (3, t, h, w) in [-1, 1]; each pixel weighs by its distance from the background colour."""
+    bg = torch.tensor(BACKGROUNDS[background], dtype=video.dtype) / 255 * 2 - 1
+    weight = (video - bg[:, None, None, None]).abs().sum(0)  # (t, h, w)
+    weight = weight / weight.sum((-2, -1), keepdim=True).clamp_min(1e-8)
+    axis = -1 if motion in ("moving left", "moving right") else -2
+    grid = (torch.arange(video.shape[axis], dtype=video.dtype) + 0.5) / video.shape[axis]
+    centre = (weight.sum(-2 if axis == -1 else -1) * grid).sum(-1)  # (t,)
+    return (centre[-1] - centre[0]).item()
+
+
+def far_travels(model, motion: str, colour: str, background: str, n: int, sigma: float, seed: int) -> tuple[float, float]:
+    """(data, model) centroid travel for one caption: the mean rendered clip's, and the mean x0
+    estimate's at `sigma` over n noise draws."""
+    rng = random.Random(seed)
+    specs = []
+    while len(specs) < n:
+        spec = sample_spec(rng, "all")
+        if spec.motion == motion:
+            specs.append(replace(spec, colour=colour, shape="square", background=background))
+    cfg = model.config
+    mean_clip = (render_batch(specs, cfg.frames, cfg.size) * 2 - 1).mean(0)
+    gen = torch.Generator().manual_seed(seed)
+    x = sigma * torch.randn(n, 3, cfg.frames, cfg.size, cfg.size, generator=gen)
+    text = _text_kwargs(model, [caption(specs[0])] * n, "cpu")
+    with torch.inference_mode():
+        estimate = model.denoiser(x, torch.full((n,), sigma), **text).mean(0)
+    return centroid_travel(mean_clip, background, motion), centroid_travel(estimate, background, motion)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default=None)
     ap.add_argument("--clips", type=int, default=24, help="clips per motion pair")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sigma-far", type=float, default=40.0, help="noise level of the travel check")
     args = ap.parse_args()
     model = load_model(args.weights).eval()
     print("mirrored / true x0 error at sigma " + " ".join(f"{s:>6g}" for s in SIGMAS))
     for name, motions in PAIRS.items():
         ratios = error_ratios(model, motions, args.clips, args.seed)
         print(f"{name:<34}" + " ".join(f"{r:6.3f}" for r in ratios), flush=True)
+    title = f"object travel at sigma {args.sigma_far:g} (frame widths, + right/down)"
+    print(f"\n{title:<50}{'data':>7}{'model':>8}")
+    for motion in TRANSLATIONS:
+        for colour, background in LOOKS:
+            data, est = far_travels(model, motion, colour, background, args.clips, args.sigma_far, args.seed)
+            label = f"{motion}, {colour} on {background}"
+            print(f"  {label:<48}{data:+7.3f} {est:+7.3f}", flush=True)
 
 
 if __name__ == "__main__":
