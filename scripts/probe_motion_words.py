@@ -35,14 +35,20 @@ TRANSLATIONS = ("moving left", "moving right", "moving up", "moving down")
 LOOKS = (("red", "black"), ("blue", "white"), ("yellow", "gray"))
 
 
-def error_ratios(model, motions: tuple[str, ...], n: int, seed: int) -> list[float]:
-    """Mirrored-over-true x0 error per sigma, on n clips whose motion is one of `motions`."""
+def _specs(motions: tuple[str, ...], n: int, seed: int) -> list:
+    """n random specs (held-in or held-out) whose motion is one of `motions`."""
     rng = random.Random(seed)
     specs = []
     while len(specs) < n:
         spec = sample_spec(rng, "all")
         if spec.motion in motions:
             specs.append(spec)
+    return specs
+
+
+def error_ratios(model, motions: tuple[str, ...], n: int, seed: int) -> list[float]:
+    """Mirrored-over-true x0 error per sigma, on n clips whose motion is one of `motions`."""
+    specs = _specs(motions, n, seed)
     cfg = model.config
     x0 = render_batch(specs, cfg.frames, cfg.size) * 2 - 1
     true = _text_kwargs(model, [caption(s) for s in specs], "cpu")
@@ -65,21 +71,17 @@ def centroid_travel(video: torch.Tensor, background: str, motion: str) -> float:
     bg = torch.tensor(BACKGROUNDS[background], dtype=video.dtype) / 255 * 2 - 1
     weight = (video - bg[:, None, None, None]).abs().sum(0)  # (t, h, w)
     weight = weight / weight.sum((-2, -1), keepdim=True).clamp_min(1e-8)
-    axis = -1 if motion in ("moving left", "moving right") else -2
-    grid = (torch.arange(video.shape[axis], dtype=video.dtype) + 0.5) / video.shape[axis]
-    centre = (weight.sum(-2 if axis == -1 else -1) * grid).sum(-1)  # (t,)
+    horizontal = motion in ("moving left", "moving right")
+    profile = weight.sum(-2) if horizontal else weight.sum(-1)  # (t, w) or (t, h)
+    grid = (torch.arange(profile.shape[-1], dtype=video.dtype) + 0.5) / profile.shape[-1]
+    centre = (profile * grid).sum(-1)  # (t,)
     return (centre[-1] - centre[0]).item()
 
 
 def far_travels(model, motion: str, colour: str, background: str, n: int, sigma: float, seed: int) -> tuple[float, float]:
     """(data, model) centroid travel for one caption: the mean rendered clip's, and the mean x0
     estimate's at `sigma` over n noise draws."""
-    rng = random.Random(seed)
-    specs = []
-    while len(specs) < n:
-        spec = sample_spec(rng, "all")
-        if spec.motion == motion:
-            specs.append(replace(spec, colour=colour, shape="square", background=background))
+    specs = [replace(s, colour=colour, shape="square", background=background) for s in _specs((motion,), n, seed)]
     cfg = model.config
     mean_clip = (render_batch(specs, cfg.frames, cfg.size) * 2 - 1).mean(0)
     gen = torch.Generator().manual_seed(seed)
