@@ -190,6 +190,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     empty_prompt_prob: float = 0.1
+    # Video stages: the probability that clip i + b/2 of a batch is clip i played backwards (the
+    # opposite motion word), with the same noise reversed. Sampled independently, a direction
+    # word's share of the gradient is buried under colour, shape, position and noise; in a pair
+    # those are shared, and the difference between the two is the word and the arrow of time.
+    reversed_pairs: float = 0.0
     paraphrase_prob: float = 0.3
     bf16: bool = True
     seed: int = 0

@@ -200,12 +200,14 @@ class Batches(torch.utils.data.IterableDataset):
 
 
 def make_batch(cfg: TrainConfig, model_cfg: ModelConfig, *, rank: int, step: int) -> dict[str, Any]:
-    from .world.render import sample_batch
+    from .world.render import reversal_pairs, sample_batch
     from .world.vocab import as_random, swap_one
 
     g = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + rank) * 1_000_003 + step) % 2**63)
     b, t, s = cfg.batch_size, model_cfg.frames, model_cfg.size
-    videos, captions, _ = sample_batch(b, t, s, g, split="train", paraphrase_prob=cfg.paraphrase_prob)
+    clips = cfg.stage in ("video", "video-unfrozen")
+    videos, captions, specs = sample_batch(b, t, s, g, split="train", paraphrase_prob=cfg.paraphrase_prob,
+                                           reversed_pairs=cfg.reversed_pairs if clips else 0.0)
     if cfg.stage == "text":
         rng = as_random(g)
         return {"videos": videos, "captions": captions, "negatives": [swap_one(c, rng) for c in captions]}
@@ -221,6 +223,13 @@ def make_batch(cfg: TrainConfig, model_cfg: ModelConfig, *, rank: int, step: int
         mask = random_known_mask(b, t, s, s, generator=g, layouts=VIDEO_LAYOUTS)
     sigma = sample_training_sigmas(b, cfg=model_cfg.diffusion, generator=g)
     noise = torch.randn(x0.shape, generator=g)
+    # A clip and its reversal get the same noise level, mask and noise (reversed), so the two
+    # noisy inputs are each other played backwards and only the word tells which way time runs.
+    pairs = torch.tensor(reversal_pairs(specs), dtype=torch.long).reshape(-1, 2)
+    if len(pairs):
+        first, second = pairs.unbind(1)
+        sigma[second], mask[second] = sigma[first], mask[first]
+        noise[second] = noise[first].flip(2)
     return {"x0": x0, "cond_mask": mask, "sigma": sigma, "noise": noise, "captions": captions}
 
 

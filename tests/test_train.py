@@ -121,6 +121,27 @@ def test_batches_are_a_function_of_seed_rank_step():
     assert a["x0"].shape == (3, 3, 8, 16, 16) and a["cond_mask"].shape == (3, 1, 8, 16, 16)
 
 
+def test_reversed_pairs_share_noise_level_mask_and_reversed_noise():
+    from lumiere_cli.world.vocab import OPPOSITE_MOTION, parse_caption
+
+    cfg = TrainConfig(stage="video", model=TINY, batch_size=32, reversed_pairs=1.0, empty_prompt_prob=0.0,
+                      paraphrase_prob=0.0)
+    batch = make_batch(cfg, TINY, rank=0, step=1)
+    x0, noise, sigma, mask = batch["x0"], batch["noise"], batch["sigma"], batch["cond_mask"]
+    pairs = [i for i in range(16) if torch.allclose(x0[i + 16], x0[i].flip(1), atol=1e-5)]
+    assert len(pairs) >= 8
+    for i in pairs:
+        j = i + 16
+        assert sigma[i] == sigma[j] and torch.equal(mask[i], mask[j])
+        assert torch.equal(noise[j], noise[i].flip(1))
+        words = parse_caption(batch["captions"][i]), parse_caption(batch["captions"][j])
+        assert OPPOSITE_MOTION[words[0]["motion"]] == words[1]["motion"]
+    plain = make_batch(replace(cfg, reversed_pairs=0.0), TINY, rank=0, step=1)
+    assert not any(torch.allclose(plain["x0"][i + 16], plain["x0"][i].flip(1), atol=1e-5) for i in range(16))
+    t2i = make_batch(replace(cfg, stage="t2i"), TINY, rank=0, step=1)
+    assert t2i["x0"].shape == (32, 3, 16, 16)
+
+
 def test_known_mask_layouts():
     g = torch.Generator().manual_seed(0)
     m = random_known_mask(400, 4, 8, 8, generator=g)

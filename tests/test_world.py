@@ -16,6 +16,8 @@ from lumiere_cli.world.render import (
     ClipSpec,
     render,
     render_batch,
+    reversal_pairs,
+    reversed_spec,
     sample_batch,
     sample_spec,
     trajectories,
@@ -68,6 +70,33 @@ def test_sample_batch_shapes_range_and_captions():
     assert any(p != caption(s) for p, s in zip(paraphrased, drawn))
     # Other frame counts and sizes work too.
     assert sample_batch(2, 32, 64, torch.Generator().manual_seed(0))[0].shape == (2, 3, 32, 64, 64)
+
+
+def test_reversed_spec_is_the_clip_played_backwards():
+    drawn = specs(200, 5)
+    for spec in drawn:
+        twin = reversed_spec(spec)
+        if spec.motion == "bouncing":
+            assert twin is None
+            continue
+        back = reversed_spec(twin)
+        assert twin.motion == OPPOSITE_MOTION[spec.motion] and back.motion == spec.motion
+        assert (back.x, back.y, back.size) == pytest.approx((spec.x, spec.y, spec.size))
+        a, b = render_batch([spec, twin], 8, 16)
+        torch.testing.assert_close(b, a.flip(1), rtol=0, atol=1e-5)
+
+
+def test_sample_batch_pairs_clips_with_their_reversals_inside_the_split():
+    videos, captions, drawn = sample_batch(64, 8, 16, torch.Generator().manual_seed(2), reversed_pairs=1.0)
+    pairs = reversal_pairs(drawn)
+    movers = sum(s.motion != "bouncing" for s in drawn[:32])
+    assert 0 < len(pairs) <= movers and all(j == i + 32 for i, j in pairs)
+    for i, j in pairs:
+        torch.testing.assert_close(videos[j], videos[i].flip(1), rtol=0, atol=1e-5)
+        assert parse_caption(captions[j])["motion"] == OPPOSITE_MOTION[drawn[i].motion]
+    assert all(s.triple in TRAIN_TRIPLES for s in drawn)
+    unpaired = sample_batch(64, 8, 16, torch.Generator().manual_seed(2))[2]
+    assert reversal_pairs(unpaired) == []
 
 
 def test_caption_grammar_and_parse_round_trip():

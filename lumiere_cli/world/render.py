@@ -17,7 +17,7 @@ is cheap enough to call on every training step.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -26,6 +26,7 @@ from .vocab import (
     BACKGROUNDS,
     COLOURS,
     HELD_OUT_TRIPLES,
+    OPPOSITE_MOTION,
     SHAPES,
     TRAIN_TRIPLES,
     ALL_TRIPLES,
@@ -133,6 +134,21 @@ def sample_spec(rng: Any, split: str = "train") -> ClipSpec:
     return ClipSpec(colour, shape, motion, background, **fields)
 
 
+def reversed_spec(spec: ClipSpec) -> ClipSpec | None:
+    """The spec whose clip is `spec`'s played backwards: the opposite motion word along the same
+    path (left from A to B backwards is right from B to A; growing backwards is shrinking). None
+    for a bounce, which backwards is not a bounce."""
+    motion = OPPOSITE_MOTION.get(spec.motion)
+    if motion is None:
+        return None
+    if spec.motion.startswith("moving"):
+        axis = "x" if spec.motion.endswith(("left", "right")) else "y"
+        sign = 1.0 if spec.motion.endswith(("right", "down")) else -1.0
+        end = getattr(spec, axis) + sign * spec.travel
+        return replace(spec, motion=motion, **{axis: end})
+    return replace(spec, motion=motion, size=spec.end_size, end_size=spec.size)
+
+
 def _bounce_height(tau: torch.Tensor, drop: torch.Tensor, impact: torch.Tensor, e: torch.Tensor):
     """Height above the floor of a ball dropped from rest at `drop`, first landing at `impact`,
     each rebound leaving at `e` times the landing speed. All (b, 1) except tau (1, t)."""
@@ -228,17 +244,32 @@ def sample_batch(
     generator: torch.Generator,
     split: str = "train",
     paraphrase_prob: float = 0.0,
+    reversed_pairs: float = 0.0,
 ) -> tuple[torch.Tensor, list[str], list[ClipSpec]]:
     """A training batch: videos (b, 3, t, h, w) float in [-1, 1], captions, specs.
 
     Deterministic given the generator's state (which advances by one draw). Each caption is a
-    paraphrase with probability `paraphrase_prob`, else canonical.
+    paraphrase with probability `paraphrase_prob`, else canonical. With `reversed_pairs` > 0,
+    clip i + b // 2 is, with that probability, clip i played backwards (`reversed_spec`) when
+    that spec is in the split; `reversal_pairs` finds them.
     """
     rng = as_random(generator)
+    triples = {"train": TRAIN_TRIPLES, "held_out": HELD_OUT_TRIPLES, "all": ALL_TRIPLES}.get(split, ())
     specs = [sample_spec(rng, split) for _ in range(batch)]
+    half = batch // 2
+    for i in range(half if reversed_pairs > 0 else 0):
+        twin = reversed_spec(specs[i])
+        if rng.random() < reversed_pairs and twin is not None and twin.triple in triples:
+            specs[half + i] = twin
     captions = [paraphrase(s, rng) if rng.random() < paraphrase_prob else caption(s) for s in specs]
     videos = render_batch(specs, frames, size).mul_(2).sub_(1)  # in place: no second 6 MB buffer
     return videos, captions, specs
+
+
+def reversal_pairs(specs: list[ClipSpec]) -> list[tuple[int, int]]:
+    """(i, j) for each clip j of a `sample_batch` batch that is clip i played backwards."""
+    half = len(specs) // 2
+    return [(i, half + i) for i in range(half) if specs[half + i] == reversed_spec(specs[i])]
 
 
 __all__ = [
@@ -247,6 +278,8 @@ __all__ = [
     "coverage",
     "render",
     "render_batch",
+    "reversal_pairs",
+    "reversed_spec",
     "sample_batch",
     "sample_spec",
     "trajectories",
