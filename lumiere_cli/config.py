@@ -195,6 +195,11 @@ class TrainConfig:
     # word's share of the gradient is buried under colour, shape, position and noise; in a pair
     # those are shared, and the difference between the two is the word and the arrow of time.
     reversed_pairs: float = 0.0
+    # Video stages: > 0 regresses text-to-video clips on E[x0 | noisy clip, caption] estimated
+    # from this many more clips drawn for the same caption (Stable Target Field, Xu et al. 2023)
+    # instead of on the one clip drawn. Needs data that can be drawn per caption (the procedural
+    # world); the minimiser is the same, the noise in the target far smaller at high noise.
+    reference_clips: int = 0
     paraphrase_prob: float = 0.3
     bf16: bool = True
     seed: int = 0

@@ -24,6 +24,7 @@ from lumiere_cli.diffusion import (
     t_from_sigma,
     window_starts,
 )
+from lumiere_cli.diffusion.targets import posterior_mean
 
 CFG = DiffusionConfig()
 
@@ -181,6 +182,33 @@ def test_loss_weight_mask():
     assert torch.allclose(loss, torch.ones(2))  # weighted mean of (1 - 0)^2
     with pytest.raises(ValueError):
         Denoiser(nn.Identity(), DiffusionConfig(prediction="score"))
+
+
+def test_loss_target_replaces_x0_in_the_regression_only():
+    g = gen(3)
+    x0, eps = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    sigma = torch.tensor([0.5, 20.0])
+    denoiser = Denoiser(OracleNet(x0, eps, "v"), CFG)
+    assert torch.equal(denoiser.loss(x0, sigma, eps, target=x0), denoiser.loss(x0, sigma, eps))
+    moved = denoiser.loss(x0, sigma, eps, target=x0 + 0.1)
+    # v-prediction at sigma_data 1: F's error is the x0 error times sqrt(sigma^2 + 1) / sigma
+    expected = 0.01 * (sigma**2 + 1) / sigma**2
+    torch.testing.assert_close(moved, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_posterior_mean_from_candidates_matches_the_exact_gaussian_posterior():
+    g = gen(4)
+    mu, s, n = 0.5, 0.8, 20_000
+    x0 = mu + s * torch.randn(3, 2, generator=g, dtype=torch.float64)
+    candidates = torch.cat([x0[:, None], mu + s * torch.randn(3, n, 2, generator=g, dtype=torch.float64)], 1)
+    sigma = torch.tensor([0.05, 1.0, 30.0], dtype=torch.float64)
+    x = x0 + sigma[:, None] * torch.randn(3, 2, generator=g, dtype=torch.float64)
+    est = posterior_mean(x, sigma, candidates)
+    exact = gaussian_denoiser(mu, s)(x, sigma)
+    torch.testing.assert_close(est, exact, rtol=0, atol=0.03)
+    torch.testing.assert_close(posterior_mean(x0[:1], torch.tensor([1e-3]), candidates[:1]), x0[:1])
+    with pytest.raises(ValueError):
+        posterior_mean(x, sigma, candidates[:, :, :1])
 
 
 def test_denoiser_sample_training_sigmas_method():

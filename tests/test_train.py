@@ -142,6 +142,19 @@ def test_reversed_pairs_share_noise_level_mask_and_reversed_noise():
     assert t2i["x0"].shape == (32, 3, 16, 16)
 
 
+def test_reference_clips_give_posterior_mean_targets_at_high_noise():
+    noisy = replace(TINY, diffusion=replace(TINY.diffusion, schedule_shift=60.0))
+    cfg = TrainConfig(stage="video", model=noisy, batch_size=24, reference_clips=16, empty_prompt_prob=0.0)
+    batch = make_batch(cfg, noisy, rank=0, step=2)
+    known = batch["cond_mask"].flatten(1).any(1)
+    moved = (batch["target"] - batch["x0"]).flatten(1).abs().amax(1) > 1e-3
+    assert known.any() and not moved[known].any()
+    assert moved[~known & (batch["sigma"] > 30)].all()
+    assert batch["target"].abs().max() <= 1 + 1e-6  # a weighted mean of clips in [-1, 1]
+    plain = make_batch(replace(cfg, reference_clips=0), noisy, rank=0, step=2)
+    assert "target" not in plain and torch.equal(plain["x0"], batch["x0"])
+
+
 def test_known_mask_layouts():
     g = torch.Generator().manual_seed(0)
     m = random_known_mask(400, 4, 8, 8, generator=g)

@@ -15,6 +15,7 @@ from lumiere_cli.world.render import (
     MARGIN,
     ClipSpec,
     render,
+    draw_like,
     render_batch,
     reversal_pairs,
     reversed_spec,
@@ -97,6 +98,19 @@ def test_sample_batch_pairs_clips_with_their_reversals_inside_the_split():
     assert all(s.triple in TRAIN_TRIPLES for s in drawn)
     unpaired = sample_batch(64, 8, 16, torch.Generator().manual_seed(2))[2]
     assert reversal_pairs(unpaired) == []
+
+
+def test_draw_like_keeps_what_the_caption_names_and_draws_the_rest():
+    rng = random.Random(0)
+    named = draw_like("a blue box going up on a white background", 40, rng)
+    assert {s.triple for s in named} == {("blue", "square", "moving up")} and {s.background for s in named} == {"white"}
+    assert len({(s.x, s.y) for s in named}) == 40
+    assert len({s.background for s in draw_like("a blue box going up", 40, rng)}) == 3
+    anything = draw_like("", 200, rng)
+    assert len({s.triple for s in anything}) > 50 and all(s.triple in TRAIN_TRIPLES for s in anything)
+    held = next(iter(HELD_OUT))
+    with pytest.raises(ValueError, match="no clip"):
+        draw_like(caption(dict(zip(("colour", "shape", "motion"), held), background="black")), 1, rng)
 
 
 def test_caption_grammar_and_parse_round_trip():

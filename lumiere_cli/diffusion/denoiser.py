@@ -126,6 +126,7 @@ class Denoiser(nn.Module):
         cond_video: torch.Tensor | None = None,
         cond_mask: torch.Tensor | None = None,
         weight: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
         **net_kwargs,
     ) -> torch.Tensor:
         """Per-sample training loss (b,) (EDM eq. 8 written on F's target).
@@ -136,15 +137,17 @@ class Denoiser(nn.Module):
 
         `weight` (broadcastable to x0, e.g. a (b, 1, t, h, w) mask) turns step 3 into a weighted
         mean, sum(w e^2) / sum(w), so the loss scale does not depend on the masked area.
+        `target` replaces x0 in step 2 by another estimate of E[x0 | x] (`targets.posterior_mean`).
         """
         x0, sigma = self._prepare(x0, sigma)
         # 1. noised input
         x = x0 + _append_dims(sigma, x0.ndim) * noise.to(x0.dtype)
         # 2. network output and its target
         c_skip, c_out, out = self._call_net(x, sigma, cond_video, cond_mask, net_kwargs)
-        target = (x0 - c_skip * x) / c_out
+        x0_target = x0 if target is None else target.to(x0.dtype)
+        f_target = (x0_target - c_skip * x) / c_out
         # 3. per-sample (weighted) mean squared error
-        err = (out - target) ** 2
+        err = (out - f_target) ** 2
         if weight is None:
             return err.flatten(1).mean(1)
         w = weight.to(err.dtype).expand_as(err)

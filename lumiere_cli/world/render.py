@@ -33,6 +33,7 @@ from .vocab import (
     as_random,
     caption,
     paraphrase,
+    parse_caption,
 )
 
 # The object's bounding box stays at least this far (fraction of the frame) from every edge, so
@@ -92,11 +93,15 @@ def sample_spec(rng: Any, split: str = "train") -> ClipSpec:
     """A random spec. `rng`: random.Random, int seed or torch.Generator (see `vocab.as_random`).
     split "train" never yields a HELD_OUT triple, "held_out" only yields them, "all" either."""
     rng = as_random(rng)
-    triples = {"train": TRAIN_TRIPLES, "held_out": HELD_OUT_TRIPLES, "all": ALL_TRIPLES}.get(split)
-    if triples is None:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    colour, shape, motion = rng.choice(triples)
+    colour, shape, motion = rng.choice(_split_triples(split))
     background = rng.choice(tuple(BACKGROUNDS))
+    return draw_spec(rng, colour, shape, motion, background)
+
+
+def draw_spec(rng: Any, colour: str, shape: str, motion: str, background: str) -> ClipSpec:
+    """A random clip of the named attributes: position, size, path and timing drawn as in
+    `sample_spec`. Clips drawn this way are samples of p(clip | caption)."""
+    rng = as_random(rng)
     u = rng.uniform
 
     def place(s: float) -> float:  # a centre coordinate keeping a box of side s in frame
@@ -132,6 +137,26 @@ def sample_spec(rng: Any, split: str = "train") -> ClipSpec:
     else:  # pragma: no cover - MOTIONS and this function change together
         raise AssertionError(motion)
     return ClipSpec(colour, shape, motion, background, **fields)
+
+
+def draw_like(text: str, n: int, rng: Any, split: str = "train") -> list[ClipSpec]:
+    """n clips drawn from p(clip | text) in the split: what the caption names is kept, the rest
+    (a background a paraphrase left out, everything for an empty prompt) is drawn at random."""
+    rng = as_random(rng)
+    named = parse_caption(text) or {}
+    keys = ("colour", "shape", "motion")
+    triples = [t for t in _split_triples(split) if all(named.get(k, v) == v for k, v in zip(keys, t))]
+    if not triples:
+        raise ValueError(f"no clip of the {split} split matches {text!r}")
+    backgrounds = (named["background"],) if "background" in named else tuple(BACKGROUNDS)
+    return [draw_spec(rng, *rng.choice(triples), rng.choice(backgrounds)) for _ in range(n)]
+
+
+def _split_triples(split: str) -> tuple[tuple[str, str, str], ...]:
+    triples = {"train": TRAIN_TRIPLES, "held_out": HELD_OUT_TRIPLES, "all": ALL_TRIPLES}.get(split)
+    if triples is None:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return triples
 
 
 def reversed_spec(spec: ClipSpec) -> ClipSpec | None:
@@ -254,7 +279,7 @@ def sample_batch(
     that spec is in the split; `reversal_pairs` finds them.
     """
     rng = as_random(generator)
-    triples = {"train": TRAIN_TRIPLES, "held_out": HELD_OUT_TRIPLES, "all": ALL_TRIPLES}.get(split, ())
+    triples = _split_triples(split)
     specs = [sample_spec(rng, split) for _ in range(batch)]
     half = batch // 2
     for i in range(half if reversed_pairs > 0 else 0):
@@ -276,6 +301,8 @@ __all__ = [
     "ClipSpec",
     "MARGIN",
     "coverage",
+    "draw_like",
+    "draw_spec",
     "render",
     "render_batch",
     "reversal_pairs",
