@@ -200,6 +200,10 @@ class TrainConfig:
     # instead of on the one clip drawn. Needs data that can be drawn per caption (the procedural
     # world); the minimiser is the same, the noise in the target far smaller at high noise.
     reference_clips: int = 0
+    # Diffusion stages: draw the noise levels log-uniformly in [low, high] instead of from the
+    # schedule. (10, 80) spends a stage on what only high noise decides: where the object goes,
+    # which way it moves. Follow it with a stage on the schedule.
+    sigma_range: tuple[float, float] | None = None
     paraphrase_prob: float = 0.3
     bf16: bool = True
     seed: int = 0

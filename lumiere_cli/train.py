@@ -225,7 +225,11 @@ def make_batch(cfg: TrainConfig, model_cfg: ModelConfig, *, rank: int, step: int
     else:
         x0 = videos
         mask = random_known_mask(b, t, s, s, generator=g, layouts=VIDEO_LAYOUTS)
-    sigma = sample_training_sigmas(b, cfg=model_cfg.diffusion, generator=g)
+    if cfg.sigma_range is None:
+        sigma = sample_training_sigmas(b, cfg=model_cfg.diffusion, generator=g)
+    else:
+        lo, hi = (math.log(v) for v in cfg.sigma_range)
+        sigma = torch.exp(lo + (hi - lo) * torch.rand(b, generator=g, dtype=torch.float64)).float()
     noise = torch.randn(x0.shape, generator=g)
     # A clip and its reversal get the same noise level, mask and noise (reversed), so the two
     # noisy inputs are each other played backwards and only the word tells which way time runs.
@@ -346,6 +350,10 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
         raise UsageError(f"unknown stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise UsageError("steps and batch size must be at least 1")
+    if cfg.sigma_range is not None and not 0 < cfg.sigma_range[0] < cfg.sigma_range[1]:
+        raise UsageError(f"sigma_range must be (low, high) with 0 < low < high, got {cfg.sigma_range}")
+    if not 0 <= cfg.reversed_pairs <= 1 or cfg.reference_clips < 0:
+        raise UsageError("reversed_pairs must be in [0, 1] and reference_clips at least 0")
     from .weights import save_model
 
     tune_allocator()
@@ -434,6 +442,9 @@ def _card(card: dict[str, Any], cfg: TrainConfig, *, step: int, world: int, devi
         "stage": cfg.stage, "steps": step, "batch_size": cfg.batch_size, "processes": world,
         "samples_seen": step * cfg.batch_size * world, "lr": cfg.lr, "device": str(device.type),
         **({"text_lr": cfg.text_lr} if cfg.text_lr > 0 else {}),
+        **({"sigma_range": list(cfg.sigma_range)} if cfg.sigma_range is not None else {}),
+        **({"reversed_pairs": cfg.reversed_pairs} if cfg.reversed_pairs > 0 else {}),
+        **({"reference_clips": cfg.reference_clips} if cfg.reference_clips > 0 else {}),
         **({"hard_negatives": cfg.hard_negatives, "text_anchor": cfg.text_anchor} if cfg.stage == "text" else {}),
         "wall_minutes": round(seconds / 60, 1), "out_dir": cfg.out_dir,
     }

@@ -96,6 +96,9 @@ def train(
     hard_negatives: Annotated[float, typer.Option(min=0.0, help="text stage: weight of telling each caption from itself with one attribute swapped.")] = 1.0,
     text_anchor: Annotated[float, typer.Option(min=0.0, help="text stage with --init: keep the features near the starting encoder's, so trained U-Nets still read them.")] = 0.0,
     schedule_shift: Annotated[Optional[float], typer.Option(min=0.01, help="Train (and by default sample) on this noise-schedule shift; higher = noisier.", show_default=False)] = None,
+    sigma_range: Annotated[Optional[tuple[float, float]], typer.Option(metavar="LOW HIGH", help="Draw noise levels log-uniformly in [LOW, HIGH] instead of from the schedule (10 80: only what high noise decides, such as which way things move).", show_default=False)] = None,
+    reversed_pairs: Annotated[float, typer.Option(min=0.0, max=1.0, help="video stages: share of clips paired with themselves played backwards (the opposite motion word) under the same noise.")] = 0.0,
+    reference_clips: Annotated[int, typer.Option(min=0, help="video stages: regress text-to-video clips on their caption's posterior mean, estimated from this many more clips drawn for it (procedural data only).")] = 0,
     out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and the final weights.")] = Path("runs/default"),
     init: Annotated[Optional[Path], typer.Option(help="Weights to start from (the previous stage's output).", show_default=False)] = None,
     config: Annotated[Optional[str], typer.Option(help="ModelConfig overrides: inline JSON or a .json file.", show_default=False)] = None,
@@ -122,7 +125,8 @@ def train(
     kwargs = dict(stage=stage, out_dir=str(out), init=str(init) if init else None, model=model_cfg,
                   steps=steps, batch_size=batch_size, lr=lr, text_lr=text_lr, seed=seed,
                   hard_negatives=hard_negatives, text_anchor=text_anchor, schedule_shift=schedule_shift,
-                  device=device.value)
+                  sigma_range=tuple(sigma_range) if sigma_range and None not in sigma_range else None,
+                  reversed_pairs=reversed_pairs, reference_clips=reference_clips, device=device.value)
     cfg = C.TrainConfig(**kwargs)
     ui = UI(quiet=quiet)
     with ui.session():
