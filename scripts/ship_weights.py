@@ -61,12 +61,14 @@ def card_markdown(model, card: dict) -> str:
         + "; ".join(" ".join(t) for t in sorted(HELD_OUT)) + ".",
         "",
         "## Training (the paper's stages)",
-        "| stage | steps | batch | samples seen | processes | device | wall minutes |",
-        "|---|---|---|---|---|---|---|",
+        "| stage | steps | batch | samples seen | processes | device | wall minutes | also |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    extras = ("lr", "text_lr", "sigma_range", "reversed_pairs", "reference_clips")
     for r in card.get("training", []):
+        also = ", ".join(f"{k} {r[k]}" for k in extras if k in r)
         lines.append(f"| {r['stage']} | {r['steps']} | {r['batch_size']} | {r['samples_seen']} | "
-                     f"{r['processes']} | {r['device']} | {r['wall_minutes']} |")
+                     f"{r['processes']} | {r['device']} | {r['wall_minutes']} | {also} |")
     lines += ["", "Compute: " + card.get("compute", "see the table above."), ""]
     ev = card.get("eval")
     if ev:

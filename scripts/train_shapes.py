@@ -1,6 +1,13 @@
-"""The shipped model's recipe: text -> t2i -> video, each stage resumable (re-run to continue).
+"""The shipped model's recipe: text -> t2i -> video -> motion -> video again, each stage
+resumable (re-run to continue).
 
-    python scripts/train_shapes.py --out runs/shapes [--text-steps N --t2i-steps N --video-steps N]
+    python scripts/train_shapes.py --out runs/shapes [--text-steps N --t2i-steps N --video-steps N
+                                                      --motion-steps N --polish-steps N]
+
+The "motion" stage trains the temporal layers at high noise only (sigma 10-80), where the caption
+alone decides which way the object goes, on posterior-mean targets and clips paired with their
+reversals (TrainConfig.sigma_range, reference_clips, reversed_pairs); "polish" goes back to the
+whole schedule.
 
 To continue from trained weights, skip the stages they already have (each stage draws its own data
 stream, seed + stage index), e.g.
@@ -26,6 +33,8 @@ def main() -> None:
     ap.add_argument("--text-steps", type=int, default=600)
     ap.add_argument("--t2i-steps", type=int, default=4000)
     ap.add_argument("--video-steps", type=int, default=2500)
+    ap.add_argument("--motion-steps", type=int, default=1000)
+    ap.add_argument("--polish-steps", type=int, default=600)
     ap.add_argument("--unfrozen-steps", type=int, default=0)
     ap.add_argument("--init", default=None, help="weights to start the first stage from")
     ap.add_argument("--seed", type=int, default=0, help="data seed (stage k uses seed + k)")
@@ -41,22 +50,25 @@ def main() -> None:
                       + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
         return progress
 
+    motion = dict(batch_size=16, reversed_pairs=1.0, reference_clips=32)
     plan = [
-        ("text", args.text_steps, dict(batch_size=128, lr=1e-3, warmup=50)),
-        ("t2i", args.t2i_steps, dict(batch_size=64, lr=6e-4, warmup=200)),
-        ("video", args.video_steps, dict(batch_size=16, lr=5e-4, warmup=100)),
-        ("video-unfrozen", args.unfrozen_steps, dict(batch_size=16, lr=1e-4, warmup=50)),
+        ("text", "text", args.text_steps, dict(batch_size=128, lr=1e-3, warmup=50)),
+        ("t2i", "t2i", args.t2i_steps, dict(batch_size=64, lr=6e-4, warmup=200)),
+        ("video", "video", args.video_steps, dict(batch_size=16, lr=5e-4, warmup=100)),
+        ("motion", "video", args.motion_steps, dict(motion, lr=1e-3, warmup=30, sigma_range=(10.0, 80.0))),
+        ("polish", "video", args.polish_steps, dict(motion, lr=3e-4, warmup=30)),
+        ("video-unfrozen", "video-unfrozen", args.unfrozen_steps, dict(batch_size=16, lr=1e-4, warmup=50)),
     ]
     init = args.init
-    for k, (stage, steps, kw) in enumerate(plan):
+    for k, (name, stage, steps, kw) in enumerate(plan):
         if steps <= 0:
             continue
-        cfg = TrainConfig(stage=stage, out_dir=f"{args.out}/{stage}", init=init, model=ModelConfig(),
+        cfg = TrainConfig(stage=stage, out_dir=f"{args.out}/{name}", init=init, model=ModelConfig(),
                           steps=steps, device=args.device, log_every=25, checkpoint_every=250,
                           seed=args.seed + k, **kw)
-        init = str(train(cfg, progress=log(stage)))
+        init = str(train(cfg, progress=log(name)))
         if rank0:
-            print(f"stage {stage} done: {init}", flush=True)
+            print(f"stage {name} done: {init}", flush=True)
     if rank0:
         print(f"final weights: {init}", file=sys.stderr)
 
