@@ -204,6 +204,10 @@ class TrainConfig:
     # schedule. (10, 80) spends a stage on what only high noise decides: where the object goes,
     # which way it moves. Follow it with a stage on the schedule.
     sigma_range: tuple[float, float] | None = None
+    # Train only on clips of these motions (None: all). A stage on the four translations alone
+    # spends every clip on the words whose sign only high noise decides; follow it with a stage
+    # on every motion so the rest is not forgotten.
+    motions: tuple[str, ...] | None = None
     paraphrase_prob: float = 0.3
     bf16: bool = True
     seed: int = 0

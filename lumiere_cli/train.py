@@ -41,6 +41,7 @@ from .masks import IMAGE_LAYOUTS, VIDEO_LAYOUTS, random_known_mask
 from .model import LumiereModel
 from .nn.layers import fast_autocast
 from .nn.video_encoder import VideoEncoder
+from .world.vocab import MOTIONS
 
 STAGES = ("text", "t2i", "video", "video-unfrozen")
 # Below this noise level a 16-frame clip is pinned down by its noisy input: the posterior-mean
@@ -211,7 +212,7 @@ def make_batch(cfg: TrainConfig, model_cfg: ModelConfig, *, rank: int, step: int
     b, t, s = cfg.batch_size, model_cfg.frames, model_cfg.size
     clips = cfg.stage in ("video", "video-unfrozen")
     videos, captions, specs = sample_batch(b, t, s, g, split="train", paraphrase_prob=cfg.paraphrase_prob,
-                                           reversed_pairs=cfg.reversed_pairs if clips else 0.0)
+                                           reversed_pairs=cfg.reversed_pairs if clips else 0.0, motions=cfg.motions)
     if cfg.stage == "text":
         rng = as_random(g)
         return {"videos": videos, "captions": captions, "negatives": [swap_one(c, rng) for c in captions]}
@@ -354,6 +355,8 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
         raise UsageError(f"sigma_range must be (low, high) with 0 < low < high, got {cfg.sigma_range}")
     if not 0 <= cfg.reversed_pairs <= 1 or cfg.reference_clips < 0:
         raise UsageError("reversed_pairs must be in [0, 1] and reference_clips at least 0")
+    if cfg.motions is not None and (not cfg.motions or not set(cfg.motions) <= set(MOTIONS)):
+        raise UsageError(f"motions must be some of: {', '.join(MOTIONS)}; got {', '.join(cfg.motions) or 'none'}")
     from .weights import save_model
 
     tune_allocator()
@@ -445,6 +448,7 @@ def _card(card: dict[str, Any], cfg: TrainConfig, *, step: int, world: int, devi
         **({"sigma_range": list(cfg.sigma_range)} if cfg.sigma_range is not None else {}),
         **({"reversed_pairs": cfg.reversed_pairs} if cfg.reversed_pairs > 0 else {}),
         **({"reference_clips": cfg.reference_clips} if cfg.reference_clips > 0 else {}),
+        **({"motions": list(cfg.motions)} if cfg.motions is not None else {}),
         **({"hard_negatives": cfg.hard_negatives, "text_anchor": cfg.text_anchor} if cfg.stage == "text" else {}),
         "wall_minutes": round(seconds / 60, 1), "out_dir": cfg.out_dir,
     }

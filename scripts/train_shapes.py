@@ -5,9 +5,9 @@ resumable (re-run to continue).
                                                       --motion-steps N --polish-steps N]
 
 The "motion" stage trains the temporal layers at high noise only (sigma 10-80), where the caption
-alone decides which way the object goes, on posterior-mean targets and clips paired with their
-reversals (TrainConfig.sigma_range, reference_clips, reversed_pairs); "polish" goes back to the
-whole schedule.
+alone decides which way the object goes, on the four translations only, with posterior-mean
+targets and clips paired with their reversals (TrainConfig.sigma_range, motions, reference_clips,
+reversed_pairs); "polish" goes back to every motion and the whole schedule.
 
 To continue from trained weights, skip the stages they already have (each stage draws its own data
 stream, seed + stage index), e.g.
@@ -26,6 +26,8 @@ import time
 from lumiere_cli.config import ModelConfig, TrainConfig
 from lumiere_cli.train import train
 
+TRANSLATIONS = ("moving left", "moving right", "moving up", "moving down")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -33,7 +35,7 @@ def main() -> None:
     ap.add_argument("--text-steps", type=int, default=600)
     ap.add_argument("--t2i-steps", type=int, default=4000)
     ap.add_argument("--video-steps", type=int, default=2500)
-    ap.add_argument("--motion-steps", type=int, default=1000)
+    ap.add_argument("--motion-steps", type=int, default=1750)
     ap.add_argument("--polish-steps", type=int, default=600)
     ap.add_argument("--unfrozen-steps", type=int, default=0)
     ap.add_argument("--init", default=None, help="weights to start the first stage from")
@@ -50,12 +52,13 @@ def main() -> None:
                       + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
         return progress
 
-    motion = dict(batch_size=16, reversed_pairs=1.0, reference_clips=32)
+    motion = dict(ema_decay=0.995, batch_size=16, reversed_pairs=1.0, reference_clips=32)
     plan = [
         ("text", "text", args.text_steps, dict(batch_size=128, lr=1e-3, warmup=50)),
         ("t2i", "t2i", args.t2i_steps, dict(batch_size=64, lr=6e-4, warmup=200)),
         ("video", "video", args.video_steps, dict(batch_size=16, lr=5e-4, warmup=100)),
-        ("motion", "video", args.motion_steps, dict(motion, lr=1e-3, warmup=30, sigma_range=(10.0, 80.0))),
+        ("motion", "video", args.motion_steps, dict(motion, lr=1e-3, warmup=30, sigma_range=(10.0, 80.0),
+                                                     motions=TRANSLATIONS)),
         ("polish", "video", args.polish_steps, dict(motion, lr=3e-4, warmup=30)),
         ("video-unfrozen", "video-unfrozen", args.unfrozen_steps, dict(batch_size=16, lr=1e-4, warmup=50)),
     ]

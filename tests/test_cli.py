@@ -223,12 +223,16 @@ def test_train_a_few_steps(env):
     model = load_model(r.stdout.strip().splitlines()[-1])
     assert model.card["training"][-1]["text_anchor"] == 0.5 and model.config.diffusion.schedule_shift == 2.0
     r = invoke("train", "--stage", "video", "--steps", 1, "--batch-size", 4, "--out", "video", "--device", "cpu",
-               "--init", "run/weights", "--sigma-range", "10", "80", "--reversed-pairs", "1", "--reference-clips", "3")
+               "--init", "run/weights", "--sigma-range", "10", "80", "--reversed-pairs", "1", "--reference-clips", "3",
+               "--motions", "moving left, moving right")
     assert r.exit_code == 0, r.output
     record = load_model(r.stdout.strip().splitlines()[-1]).card["training"][-1]
     assert (record["sigma_range"], record["reversed_pairs"], record["reference_clips"]) == ([10, 80], 1.0, 3)
+    assert record["motions"] == ["moving left", "moving right"]
     r = invoke("train", "--stage", "video", "--steps", 1, "--out", "bad", "--sigma-range", "80", "10")
     assert r.exit_code != 0 and "sigma_range" in r.output and "Traceback" not in r.output
+    r = invoke("train", "--stage", "video", "--steps", 1, "--out", "bad", "--motions", "moving sideways")
+    assert r.exit_code != 0 and "moving sideways" in r.output and "Traceback" not in r.output
 
 
 # ----------------------------------------------------------------------------- batch use

@@ -140,6 +140,8 @@ def test_reversed_pairs_share_noise_level_mask_and_reversed_noise():
     assert not any(torch.allclose(plain["x0"][i + 16], plain["x0"][i].flip(1), atol=1e-5) for i in range(16))
     t2i = make_batch(replace(cfg, stage="t2i"), TINY, rank=0, step=1)
     assert t2i["x0"].shape == (32, 3, 16, 16)
+    ups = make_batch(replace(cfg, motions=("moving up", "moving down")), TINY, rank=0, step=1)
+    assert {parse_caption(c)["motion"] for c in ups["captions"]} == {"moving up", "moving down"}
 
 
 def test_reference_clips_give_posterior_mean_targets_at_high_noise():

@@ -262,3 +262,12 @@ def test_detector_on_blank_and_noise_clips():
     assert not detect(torch.maximum(a, b)).consistent
     with pytest.raises(ValueError):
         detect(np.zeros((16, 32, 32), np.uint8))
+
+
+def test_sample_batch_keeps_only_the_asked_motions():
+    moves = ("moving left", "moving right")
+    _, captions, drawn = sample_batch(48, 4, 16, torch.Generator().manual_seed(3), motions=moves, reversed_pairs=1.0)
+    assert {s.motion for s in drawn} == set(moves) and all(s.triple in TRAIN_TRIPLES for s in drawn)
+    assert len(reversal_pairs(drawn)) > 0  # a translation's reversal is a translation, still allowed
+    with pytest.raises(ValueError, match="wobbling"):
+        sample_batch(4, 4, 16, torch.Generator().manual_seed(3), motions=("wobbling",))

@@ -99,6 +99,7 @@ def train(
     sigma_range: Annotated[Optional[tuple[float, float]], typer.Option(metavar="LOW HIGH", help="Draw noise levels log-uniformly in [LOW, HIGH] instead of from the schedule (10 80: only what high noise decides, such as which way things move).", show_default=False)] = None,
     reversed_pairs: Annotated[float, typer.Option(min=0.0, max=1.0, help="video stages: share of clips paired with themselves played backwards (the opposite motion word) under the same noise.")] = 0.0,
     reference_clips: Annotated[int, typer.Option(min=0, help="video stages: regress text-to-video clips on their caption's posterior mean, estimated from this many more clips drawn for it (procedural data only).")] = 0,
+    motions: Annotated[Optional[str], typer.Option(metavar="LIST", help="Train only on clips of these motions, comma-separated (e.g. 'moving left,moving right,moving up,moving down').", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and the final weights.")] = Path("runs/default"),
     init: Annotated[Optional[Path], typer.Option(help="Weights to start from (the previous stage's output).", show_default=False)] = None,
     config: Annotated[Optional[str], typer.Option(help="ModelConfig overrides: inline JSON or a .json file.", show_default=False)] = None,
@@ -126,7 +127,8 @@ def train(
                   steps=steps, batch_size=batch_size, lr=lr, text_lr=text_lr, seed=seed,
                   hard_negatives=hard_negatives, text_anchor=text_anchor, schedule_shift=schedule_shift,
                   sigma_range=tuple(sigma_range) if sigma_range and None not in sigma_range else None,
-                  reversed_pairs=reversed_pairs, reference_clips=reference_clips, device=device.value)
+                  reversed_pairs=reversed_pairs, reference_clips=reference_clips, device=device.value,
+                  motions=tuple(m.strip() for m in motions.split(",") if m.strip()) if motions is not None else None)
     cfg = C.TrainConfig(**kwargs)
     ui = UI(quiet=quiet)
     with ui.session():

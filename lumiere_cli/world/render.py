@@ -26,6 +26,7 @@ from .vocab import (
     BACKGROUNDS,
     COLOURS,
     HELD_OUT_TRIPLES,
+    MOTIONS,
     OPPOSITE_MOTION,
     SHAPES,
     TRAIN_TRIPLES,
@@ -89,11 +90,12 @@ class ClipSpec:
         return asdict(self)
 
 
-def sample_spec(rng: Any, split: str = "train") -> ClipSpec:
+def sample_spec(rng: Any, split: str = "train", motions: tuple[str, ...] | None = None) -> ClipSpec:
     """A random spec. `rng`: random.Random, int seed or torch.Generator (see `vocab.as_random`).
-    split "train" never yields a HELD_OUT triple, "held_out" only yields them, "all" either."""
+    split "train" never yields a HELD_OUT triple, "held_out" only yields them, "all" either;
+    `motions`, when given, keeps only those motions."""
     rng = as_random(rng)
-    colour, shape, motion = rng.choice(_split_triples(split))
+    colour, shape, motion = rng.choice(_split_triples(split, motions))
     background = rng.choice(tuple(BACKGROUNDS))
     return draw_spec(rng, colour, shape, motion, background)
 
@@ -152,10 +154,15 @@ def draw_like(text: str, n: int, rng: Any, split: str = "train") -> list[ClipSpe
     return [draw_spec(rng, *rng.choice(triples), rng.choice(backgrounds)) for _ in range(n)]
 
 
-def _split_triples(split: str) -> tuple[tuple[str, str, str], ...]:
+def _split_triples(split: str, motions: tuple[str, ...] | None = None) -> tuple[tuple[str, str, str], ...]:
     triples = {"train": TRAIN_TRIPLES, "held_out": HELD_OUT_TRIPLES, "all": ALL_TRIPLES}.get(split)
     if triples is None:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if motions is not None:
+        unknown = sorted(set(motions) - set(MOTIONS))
+        if unknown or not motions:
+            raise ValueError(f"motions must be some of {', '.join(MOTIONS)}; got {', '.join(unknown) or 'none'}")
+        triples = tuple(t for t in triples if t[2] in motions)
     return triples
 
 
@@ -270,17 +277,18 @@ def sample_batch(
     split: str = "train",
     paraphrase_prob: float = 0.0,
     reversed_pairs: float = 0.0,
+    motions: tuple[str, ...] | None = None,
 ) -> tuple[torch.Tensor, list[str], list[ClipSpec]]:
     """A training batch: videos (b, 3, t, h, w) float in [-1, 1], captions, specs.
 
     Deterministic given the generator's state (which advances by one draw). Each caption is a
     paraphrase with probability `paraphrase_prob`, else canonical. With `reversed_pairs` > 0,
     clip i + b // 2 is, with that probability, clip i played backwards (`reversed_spec`) when
-    that spec is in the split; `reversal_pairs` finds them.
+    that spec is in the split; `reversal_pairs` finds them. `motions` keeps only those motions.
     """
     rng = as_random(generator)
-    triples = _split_triples(split)
-    specs = [sample_spec(rng, split) for _ in range(batch)]
+    triples = _split_triples(split, motions)
+    specs = [sample_spec(rng, split, motions) for _ in range(batch)]
     half = batch // 2
     for i in range(half if reversed_pairs > 0 else 0):
         twin = reversed_spec(specs[i])
