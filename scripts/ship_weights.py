@@ -64,9 +64,9 @@ def card_markdown(model, card: dict) -> str:
         "| stage | steps | batch | samples seen | processes | device | wall minutes | also |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    extras = ("lr", "text_lr", "sigma_range", "reversed_pairs", "reference_clips")
+    extras = ("lr", "text_lr", "sigma_range", "reversed_pairs", "reference_clips", "motions")
     for r in card.get("training", []):
-        also = ", ".join(f"{k} {r[k]}" for k in extras if k in r)
+        also = ", ".join(f"{k} {'/'.join(r[k]) if k == 'motions' else r[k]}" for k in extras if k in r)
         lines.append(f"| {r['stage']} | {r['steps']} | {r['batch_size']} | {r['samples_seen']} | "
                      f"{r['processes']} | {r['device']} | {r['wall_minutes']} | {also} |")
     lines += ["", "Compute: " + card.get("compute", "see the table above."), ""]
@@ -82,7 +82,9 @@ def card_markdown(model, card: dict) -> str:
             "| split | clips | colour | shape | motion | background | all correct | consistent |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for name, s in ev["splits"].items():
+        runs = [(name, s) for name, s in ev["splits"].items()]
+        runs += [(f"{name}, seed {rep['seed']}", s) for rep in card.get("eval_repeats", []) for name, s in rep["splits"].items()]
+        for name, s in runs:
             lines.append(f"| {name} | {s['count']} | {_pct(s['colour'])} | {_pct(s['shape'])} | {_pct(s['motion'])} | "
                          f"{_pct(s['background'])} | {_pct(s['all'])} | {_pct(s['consistent'])} |")
         confusion = card.get("motion_confusion")
@@ -119,6 +121,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", required=True)
     ap.add_argument("--eval", dest="eval_json")
+    ap.add_argument("--repeat-eval", action="append", default=[],
+                    help="another eval JSON of the same weights and settings, other seed: its rows join the table (repeatable)")
     ap.add_argument("--dst", default="weights")
     ap.add_argument("--compute", default="")
     ap.add_argument("--sample-shift", type=float, default=None,
@@ -150,6 +154,9 @@ def main() -> None:
         card["eval_verdict"] = ("targets met" if met else "targets NOT met yet") + (
             f": all-correct {_pct(held_in['all'])} held-in, {_pct(held_out['all'])} held-out; "
             f"motion {_pct(held_in['motion'])} / {_pct(held_out['motion'])}")
+    if args.repeat_eval:
+        card["eval_repeats"] = [{k: v for k, v in json.loads(Path(p).read_text()).items() if k in ("seed", "n", "splits")}
+                                for p in args.repeat_eval]
     dst = Path(args.dst)
     path = save_model(model, dst, card=card, dtype=torch.float16)
     shipped = load_model(path)
