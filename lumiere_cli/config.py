@@ -63,6 +63,7 @@ class UNetConfig:
 
 
 DEFAULT_GUIDANCE = 5.0  # for models whose config recommends no scale of their own
+DEFAULT_SAMPLER = "dpmpp-2m"  # likewise for the sampler
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class DiffusionConfig:
     # The classifier-free guidance scale sampling uses by default; None: DEFAULT_GUIDANCE. Chosen
     # per model by eval: past the scale a model needs, guidance only adds grain and flicker.
     sample_guidance: float | None = None
+    # The sampler used by default; None: DEFAULT_SAMPLER. Chosen per model by eval too: a small
+    # model's low-noise estimates carry grain that a second-order solver extrapolates.
+    sample_sampler: str | None = None
 
     @property
     def sampling_schedule_shift(self) -> float:
@@ -94,6 +98,11 @@ class DiffusionConfig:
     def sampling_guidance(self) -> float:
         """The guidance scale sampling uses when the caller names none."""
         return DEFAULT_GUIDANCE if self.sample_guidance is None else self.sample_guidance
+
+    @property
+    def sampling_sampler(self) -> str:
+        """The sampler used when the caller names none."""
+        return DEFAULT_SAMPLER if self.sample_sampler is None else self.sample_sampler
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,7 @@ class SampleOptions:
 
     steps: int = 25
     guidance: float | None = None  # None: the model's (DiffusionConfig.sample_guidance)
-    sampler: str = "dpmpp-2m"  # "ddim" | "dpmpp-2m"
+    sampler: str | None = None  # "ddim" | "dpmpp-2m"; None: the model's (DiffusionConfig.sample_sampler)
     eta: float = 0.0
     negative: str = ""
     frames: int | None = None  # None: the model's frame count

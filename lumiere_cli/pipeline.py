@@ -185,7 +185,8 @@ def sampling_shift(cfg, options: SampleOptions) -> float:
 def resolve_options(cfg, options: SampleOptions) -> SampleOptions:
     """The options with every "the model's" setting (None) replaced by the model's recommendation."""
     guidance = cfg.diffusion.sampling_guidance if options.guidance is None else options.guidance
-    return replace(options, guidance=guidance, schedule_shift=sampling_shift(cfg, options))
+    sampler = cfg.diffusion.sampling_sampler if options.sampler is None else options.sampler
+    return replace(options, guidance=guidance, schedule_shift=sampling_shift(cfg, options), sampler=sampler)
 
 
 def _timings(t_start: float, t_encoded: float, t_denoised: float) -> dict[str, float]:

@@ -47,8 +47,8 @@ def card_markdown(model, card: dict) -> str:
         f"context {cfg.text.context_length}; {n_text / 1e6:.2f}M parameters (mostly the 49k BPE embedding table).",
         f"- Diffusion: {cfg.diffusion.prediction}-prediction, cosine schedule in sigma form, "
         f"sigma in [{cfg.diffusion.sigma_min}, {cfg.diffusion.sigma_max}], trained with schedule shift "
-        f"{cfg.diffusion.schedule_shift:g}, sampled by default with shift {cfg.diffusion.sampling_schedule_shift:g} "
-        f"and guidance {cfg.diffusion.sampling_guidance:g}.",
+        f"{cfg.diffusion.schedule_shift:g}, sampled by default with shift {cfg.diffusion.sampling_schedule_shift:g}, "
+        f"guidance {cfg.diffusion.sampling_guidance:g} and the {cfg.diffusion.sampling_sampler} sampler.",
         f"- Stored as fp16 safetensors; content hash `{model.weights_hash}`.",
         "",
         "## Data",
@@ -129,6 +129,8 @@ def main() -> None:
                     help="the schedule shift sampling uses by default (DiffusionConfig.sample_shift)")
     ap.add_argument("--sample-guidance", type=float, default=None,
                     help="the guidance scale sampling uses by default (DiffusionConfig.sample_guidance)")
+    ap.add_argument("--sample-sampler", choices=("ddim", "dpmpp-2m"), default=None,
+                    help="the sampler sampling uses by default (DiffusionConfig.sample_sampler)")
     ap.add_argument("--known-issue", action="append", default=[],
                     help="a measured weakness for the card's Limitations (repeatable)")
     ap.add_argument("--grow", action="store_true",
@@ -136,7 +138,8 @@ def main() -> None:
     args = ap.parse_args()
 
     model = load_model(args.src, grow=args.grow)
-    recommend = {"sample_shift": args.sample_shift, "sample_guidance": args.sample_guidance}
+    recommend = {"sample_shift": args.sample_shift, "sample_guidance": args.sample_guidance,
+                 "sample_sampler": args.sample_sampler}
     recommend = {k: v for k, v in recommend.items() if v is not None}
     model.config = replace(model.config, diffusion=replace(model.config.diffusion, **recommend))
     card = dict(model.card)

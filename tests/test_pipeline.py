@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lumiere_cli.config import DEFAULT_GUIDANCE, SampleOptions
+from lumiere_cli.config import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, SampleOptions
 from lumiere_cli.errors import InputError, UsageError, WeightsError
 from lumiere_cli.pipeline import Inputs, generate, generate_batch, resolve_options, sampling_shift, unknown_words
 from lumiere_cli.weights import load_model, read_header, save_model, weights_hash
@@ -88,6 +88,20 @@ def test_guidance_defaults_to_the_models_recommendation(tiny_model):
     assert resolve_options(recommending.config, SampleOptions(guidance=7.0)).guidance == 7.0
     clip = lambda model, g: generate(model, "a red circle", seed=3, options=SampleOptions(steps=4, guidance=g)).frames
     assert np.array_equal(clip(recommending, None), clip(tiny_model, 2.5))
+    assert not np.array_equal(clip(recommending, None), clip(tiny_model, None))
+
+
+def test_sampler_defaults_to_the_models_recommendation(tiny_model):
+    """None samples with the model's recommended sampler (DEFAULT_SAMPLER when it names none);
+    an explicit sampler wins; the recommendation gives the clip naming it would."""
+    assert resolve_options(tiny_model.config, SampleOptions()).sampler == DEFAULT_SAMPLER == "dpmpp-2m"
+    diffusion = dataclasses.replace(tiny_model.config.diffusion, sample_sampler="ddim")
+    recommending = copy.copy(tiny_model)
+    recommending.config = dataclasses.replace(tiny_model.config, diffusion=diffusion)
+    assert resolve_options(recommending.config, SampleOptions()).sampler == "ddim"
+    assert resolve_options(recommending.config, SampleOptions(sampler="dpmpp-2m")).sampler == "dpmpp-2m"
+    clip = lambda model, name: generate(model, "a red circle", seed=3, options=SampleOptions(steps=4, sampler=name)).frames
+    assert np.array_equal(clip(recommending, None), clip(tiny_model, "ddim"))
     assert not np.array_equal(clip(recommending, None), clip(tiny_model, None))
 
 

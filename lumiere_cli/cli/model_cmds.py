@@ -61,6 +61,7 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
     t.add_row("noise schedule", f"{d.prediction}-prediction, cosine; shift {d.schedule_shift:g} in training, "
                                 f"{d.sampling_schedule_shift:g} for sampling (--schedule-shift)")
     t.add_row("guidance", f"{d.sampling_guidance:g} by default (--guidance)")
+    t.add_row("sampler", f"{d.sampling_sampler} by default (--sampler)")
     t.add_row("vocabulary", " ".join(cfg.vocabulary) if cfg.vocabulary else "(not recorded)")
     for key in ("training", "eval"):
         if key in card:
@@ -186,6 +187,7 @@ def eval_(
     steps: o.Steps = None,
     guidance: o.Guidance = None,
     schedule_shift: o.ScheduleShift = None,
+    sampler: o.SamplerOpt = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Also write the report as JSON here.", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="Clips per sampler run (faster; the clips do not change).")] = 8,
     weights: o.Weights = None,
@@ -207,7 +209,8 @@ def eval_(
     defaults = SampleOptions()
     opts = SampleOptions(steps=steps or defaults.steps,
                          guidance=guidance,
-                         schedule_shift=schedule_shift)
+                         schedule_shift=schedule_shift,
+                         sampler=sampler.value if sampler else None)
     with ui.session():
         current: list[str] = []
 

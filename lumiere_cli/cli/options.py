@@ -76,7 +76,7 @@ Guidance = Annotated[
 ]
 Negative = Annotated[str, typer.Option(help="What the video should not show.", rich_help_panel=SAMPLING)]
 SamplerOpt = Annotated[
-    Optional[Sampler], typer.Option("--sampler", help="Sampler (default: dpmpp-2m).", rich_help_panel=SAMPLING, show_default=False)
+    Optional[Sampler], typer.Option("--sampler", help="Sampler (default: the model's, see `lumiere info`).", rich_help_panel=SAMPLING, show_default=False)
 ]
 ScheduleShift = Annotated[
     Optional[float],
