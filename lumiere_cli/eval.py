@@ -29,7 +29,8 @@ Progress = Callable[[str, int, int], None]
 
 def score(detections: Sequence[Detection], specs: Sequence[ClipSpec]) -> dict[str, float | int]:
     """Rates in [0, 1] over pairs of detections and specs: one per attribute, "all" (every
-    attribute right), "consistent"; plus "count". Rates are 0.0 when there are no clips."""
+    attribute right), "consistent"; plus "count" and "grain" (the mean background noise, 0-255,
+    `Detection.grain`). Rates are 0.0 when there are no clips."""
     if len(detections) != len(specs):
         raise ValueError(f"{len(detections)} detections for {len(specs)} specs")
     n = len(specs)
@@ -40,6 +41,7 @@ def score(detections: Sequence[Detection], specs: Sequence[ClipSpec]) -> dict[st
         result[a] = rate(r[a] for r in right)
     result["all"] = rate(all(r.values()) for r in right)
     result["consistent"] = rate(d.consistent for d in detections)
+    result["grain"] = rate(d.grain for d in detections)
     return result
 
 
@@ -76,6 +78,11 @@ class EvalReport:
             (name, str(s["count"]), *(pct(s[k]) for k in (*ATTRIBUTES, "all", "consistent")))
             for name, s in self.splits.items()
         ]
+
+    def grain_line(self) -> str:
+        """The mean background noise per split, for under the table."""
+        return "grain (background noise, 0-255; renders: 0): " + ", ".join(
+            f"{name} {s.get('grain', 0.0):.1f}" for name, s in self.splits.items())
 
 
 def draw_specs(n: int, seed: int) -> dict[str, list[ClipSpec]]:

@@ -13,7 +13,7 @@ import torch
 
 from lumiere_cli.config import SampleOptions
 from lumiere_cli.eval import COLUMNS, EvalReport, draw_specs, evaluate, evaluate_clips, score
-from lumiere_cli.world.detect import Detection
+from lumiere_cli.world.detect import Detection, detect
 from lumiere_cli.world.render import ClipSpec, render, render_batch, sample_spec
 from lumiere_cli.world.vocab import HELD_OUT, parse_caption
 
@@ -32,7 +32,8 @@ def test_score_arithmetic():
         Detection("red", "square", "moving up", "white", False),  # all wrong
     ]
     s = score(dets, specs)
-    assert s == {"count": 4, "colour": 0.75, "shape": 0.5, "motion": 0.5, "background": 0.75, "all": 0.25, "consistent": 0.5}
+    assert s == {"count": 4, "colour": 0.75, "shape": 0.5, "motion": 0.5, "background": 0.75, "all": 0.25, "consistent": 0.5,
+                 "grain": 0.0}
     assert score([], [])["all"] == 0.0
     with pytest.raises(ValueError):
         score(dets[:2], specs)
@@ -43,6 +44,17 @@ def test_evaluate_clips_on_ground_truth():
     specs = [sample_spec(rng, "all") for _ in range(60)]
     s = evaluate_clips(render_batch(specs, 16, 32), specs)
     assert s["count"] == 60 and s["all"] >= 0.98 and s["consistent"] >= 0.98
+    assert s["grain"] < 0.5  # flat backgrounds
+
+
+def test_grain_measures_background_noise():
+    rng = random.Random(4)
+    spec = next(s for s in (sample_spec(rng, "all") for _ in range(100)) if s.background == "gray")  # no clipping
+    clean = render_batch([spec], 16, 32)[0]
+    noisy = clean + 0.04 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    assert detect(clean).grain < 0.5
+    # 0.04 * 255 = 10.2 per channel: an RGB distance of sqrt(3) * 10.2 = 17.7
+    assert 15 < detect(noisy).grain < 20
 
 
 @dataclass

@@ -235,7 +235,7 @@ def eval_(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="lumiere eval")
+    table = Table(title="lumiere eval", caption=report.grain_line())
     for col in getattr(eval_mod, "COLUMNS", ()):
         table.add_column(str(col))
     for row in report.rows():

@@ -60,7 +60,9 @@ class Detection:
     """What `detect` read from a clip. An attribute is None when it could not be told (no object
     in any frame, no clear motion). `objects` counts objects per frame; `track` holds the object's
     (x, y, size) per frame in normalised units (y downwards, size = sqrt of the covered fraction),
-    NaN on frames without one."""
+    NaN on frames without one. `grain` is the background's noise: the RMS distance (0-255 RGB)
+    of the frame border's pixels from their median colour, averaged over frames; 0 for a render
+    (black and white backgrounds clip part of it away)."""
 
     colour: str | None
     shape: str | None
@@ -69,6 +71,7 @@ class Detection:
     consistent: bool
     objects: tuple[int, ...] = ()
     track: tuple[tuple[float, float, float], ...] = field(default=(), repr=False)
+    grain: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class Detection:
             "background": self.background,
             "consistent": self.consistent,
             "objects": list(self.objects),
+            "grain": round(self.grain, 2),
         }
 
 
@@ -233,6 +237,8 @@ def detect(clip: Any) -> Detection:
     )  # (t, 2h + 2w - 4, 3)
     bg_ref = np.median(border, axis=1)  # (t, 3)
     background = _vote([_BG_NAMES[_nearest(c, _BG_RGB)] for c in bg_ref])
+    # Objects keep a margin from every edge, so the border is background: its spread is noise.
+    grain = float(np.sqrt(((border - bg_ref[:, None, :]) ** 2).sum(-1).mean(1)).mean())
 
     diff = frames - bg_ref[:, None, None, :]
     dist = np.sqrt((diff**2).sum(-1))  # (t, h, w)
@@ -272,7 +278,7 @@ def detect(clip: Any) -> Detection:
     found = ~np.isnan(arr[:, 0])
     motion = _motion(arr[found, 0], arr[found, 1], arr[found, 2])
     consistent = all(c == 1 for c in counts) and all(c == colour for c in colours) and all(s == shape for s in shapes)
-    return Detection(colour, shape, motion, background, consistent, tuple(counts), tuple(track))
+    return Detection(colour, shape, motion, background, consistent, tuple(counts), tuple(track), grain)
 
 
 __all__ = ["Detection", "as_frames", "detect"]
