@@ -41,7 +41,6 @@ from .masks import IMAGE_LAYOUTS, VIDEO_LAYOUTS, random_known_mask
 from .model import LumiereModel
 from .nn.layers import fast_autocast
 from .nn.video_encoder import VideoEncoder
-from .world.vocab import MOTIONS
 
 STAGES = ("text", "t2i", "video", "video-unfrozen")
 # Below this noise level a 16-frame clip is pinned down by its noisy input: the posterior-mean
@@ -355,8 +354,12 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
         raise UsageError(f"sigma_range must be (low, high) with 0 < low < high, got {cfg.sigma_range}")
     if not 0 <= cfg.reversed_pairs <= 1 or cfg.reference_clips < 0:
         raise UsageError("reversed_pairs must be in [0, 1] and reference_clips at least 0")
-    if cfg.motions is not None and (not cfg.motions or not set(cfg.motions) <= set(MOTIONS)):
-        raise UsageError(f"motions must be some of: {', '.join(MOTIONS)}; got {', '.join(cfg.motions) or 'none'}")
+    from .world.render import split_triples
+
+    try:
+        split_triples("train", cfg.motions)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     from .weights import save_model
 
     tune_allocator()

@@ -82,7 +82,7 @@ def card_markdown(model, card: dict) -> str:
             "| split | clips | colour | shape | motion | background | all correct | consistent |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        runs = [(name, s) for name, s in ev["splits"].items()]
+        runs = list(ev["splits"].items())
         runs += [(f"{name}, seed {rep['seed']}", s) for rep in card.get("eval_repeats", []) for name, s in rep["splits"].items()]
         for name, s in runs:
             lines.append(f"| {name} | {s['count']} | {_pct(s['colour'])} | {_pct(s['shape'])} | {_pct(s['motion'])} | "

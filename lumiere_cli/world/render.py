@@ -95,7 +95,11 @@ def sample_spec(rng: Any, split: str = "train", motions: tuple[str, ...] | None 
     split "train" never yields a HELD_OUT triple, "held_out" only yields them, "all" either;
     `motions`, when given, keeps only those motions."""
     rng = as_random(rng)
-    colour, shape, motion = rng.choice(_split_triples(split, motions))
+    return _draw(rng, split_triples(split, motions))
+
+
+def _draw(rng: Any, triples: tuple[tuple[str, str, str], ...]) -> ClipSpec:
+    colour, shape, motion = rng.choice(triples)
     background = rng.choice(tuple(BACKGROUNDS))
     return draw_spec(rng, colour, shape, motion, background)
 
@@ -147,14 +151,16 @@ def draw_like(text: str, n: int, rng: Any, split: str = "train") -> list[ClipSpe
     rng = as_random(rng)
     named = parse_caption(text) or {}
     keys = ("colour", "shape", "motion")
-    triples = [t for t in _split_triples(split) if all(named.get(k, v) == v for k, v in zip(keys, t))]
+    triples = [t for t in split_triples(split) if all(named.get(k, v) == v for k, v in zip(keys, t))]
     if not triples:
         raise ValueError(f"no clip of the {split} split matches {text!r}")
     backgrounds = (named["background"],) if "background" in named else tuple(BACKGROUNDS)
     return [draw_spec(rng, *rng.choice(triples), rng.choice(backgrounds)) for _ in range(n)]
 
 
-def _split_triples(split: str, motions: tuple[str, ...] | None = None) -> tuple[tuple[str, str, str], ...]:
+def split_triples(split: str, motions: tuple[str, ...] | None = None) -> tuple[tuple[str, str, str], ...]:
+    """The (colour, shape, motion) triples of a split, only those of `motions` when given;
+    ValueError names a bad split or motion."""
     triples = {"train": TRAIN_TRIPLES, "held_out": HELD_OUT_TRIPLES, "all": ALL_TRIPLES}.get(split)
     if triples is None:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -287,8 +293,8 @@ def sample_batch(
     that spec is in the split; `reversal_pairs` finds them. `motions` keeps only those motions.
     """
     rng = as_random(generator)
-    triples = _split_triples(split, motions)
-    specs = [sample_spec(rng, split, motions) for _ in range(batch)]
+    triples = split_triples(split, motions)
+    specs = [_draw(rng, triples) for _ in range(batch)]
     half = batch // 2
     for i in range(half if reversed_pairs > 0 else 0):
         twin = reversed_spec(specs[i])
@@ -317,5 +323,6 @@ __all__ = [
     "reversed_spec",
     "sample_batch",
     "sample_spec",
+    "split_triples",
     "trajectories",
 ]
