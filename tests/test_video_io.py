@@ -73,7 +73,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(video_io, "_write_gif", boom)
+    monkeypatch.setattr(video_io.encode, "_write_gif", boom)
     with pytest.raises(KeyboardInterrupt):
         video_io.write_clip(tmp_path / "x.gif", _clip(), fps=8, format="gif")
     assert list(tmp_path.iterdir()) == []

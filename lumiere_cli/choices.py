@@ -1,0 +1,60 @@
+"""The names a user can choose from, each defined once (no torch: the CLI's --help reads them)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Choice(str, Enum):
+    """A str Enum whose str() is its value, so messages and JSON show "ddim", not "Sampler.ddim"."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def names(cls) -> str:
+        return ", ".join(m.value for m in cls)
+
+    @classmethod
+    def parse(cls, value: object, what: str):
+        """The member for `value`, or a ValueError naming the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"{what} must be one of {cls.names()}, got {value!r}") from None
+
+
+class Sampler(Choice):
+    ddim = "ddim"
+    dpmpp_2m = "dpmpp-2m"
+
+
+class Task(Choice):
+    t2v = "t2v"
+    i2v = "i2v"
+    inpaint = "inpaint"
+    cinemagraph = "cinemagraph"
+    edit = "edit"
+    stylize = "stylize"
+
+
+class Stage(Choice):
+    """Training stages, in the paper's order (see train.py)."""
+
+    text = "text"
+    t2i = "t2i"
+    video = "video"
+    video_unfrozen = "video-unfrozen"
+
+
+class Format(Choice):
+    mp4 = "mp4"
+    gif = "gif"
+    webp = "webp"
+    png = "png"  # a folder of numbered PNG frames
+
+
+class Device(Choice):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
