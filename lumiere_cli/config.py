@@ -173,10 +173,16 @@ class TrainConfig:
     single frames, then inflation and the temporal layers on clips with the spatial weights frozen,
     optionally a short unfrozen phase."""
 
-    stage: str = "t2i"  # "text" | "t2i" | "video" | "video-unfrozen"
+    stage: str = "t2i"  # "text" | "t2i" | "video" | "video-unfrozen" (choices.Stage)
     out_dir: str = "runs/default"
-    init: str | None = None  # weights file or dir to start from (the previous stage's output)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # Weights to start from: a .safetensors file, its folder, or the previous stage's run folder.
+    init: str | None = None
+    # A new model's config (None: ModelConfig()). Must be None with `init`: the stage continues
+    # the init's config, changed only through `model_overrides`.
+    model: ModelConfig | None = None
+    # ModelConfig keys to change, nested as in its JSON ({"frames": 8, "diffusion": {...}}). On a
+    # new model anything; on `init` weights only what no tensor depends on (train.CHANGEABLE_ON_INIT).
+    model_overrides: dict[str, Any] = field(default_factory=dict)
     steps: int = 10_000
     batch_size: int = 32
     lr: float = 3e-4
@@ -223,3 +229,12 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 20
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        # Rebuilt from JSON (a plan file, a checkpoint), nested configs and pairs arrive as dicts
+        # and lists; from_dict converts plain fields only.
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", from_dict(ModelConfig, self.model))
+        for name in ("sigma_range", "motions"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))

@@ -8,8 +8,13 @@
 The text encoder is frozen after its own stage unless `text_lr` > 0, which fine-tunes it in a
 diffusion stage at its own peak rate.
 
-Each stage starts from the previous stage's weights (`init`) and writes `out_dir/weights/`. The loop
-knows nothing about the model: a stage module's forward returns the loss. Batches are a pure function
+Each stage starts from the previous stage's weights (`init`: a weights file, its folder or the
+previous run's folder) and writes `out_dir/weights/`; `model_overrides` changes what an existing
+model can change (frames in a video stage, fps, schedule shifts, sampling defaults). Every
+`log_every` steps it reports `progress("train", done, total, loss=..., lr=..., clips_per_s=...,
+grad_norm=...)` and appends the same numbers to `out_dir/metrics.jsonl`. `train_plan` runs a list
+of stages (a plan file: `load_plan`), skipping finished ones. The loop knows nothing about the
+model: a stage module's forward returns the loss. Batches are a pure function
 of (seed, rank, step), so a resumed run sees exactly the data it would have seen. Checkpoints are
 safetensors too (model, EMA, optimizer state), never pickles.
 Under `torchrun --nproc_per_node N` each process trains on its own data with DDP (gloo on CPU,
@@ -26,29 +31,41 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .atomic import staged
+from .choices import Sampler, Stage
 from .config import ModelConfig, TrainConfig, dumps, from_dict, to_dict
+from .devices import resolve_device
 from .diffusion.denoiser import Denoiser
 from .diffusion.schedule import sample_training_sigmas
-from .errors import UsageError
+from .errors import InputError, UsageError
 from .masks import IMAGE_LAYOUTS, VIDEO_LAYOUTS, random_known_mask
 from .model import LumiereModel
 from .nn.layers import fast_autocast
 from .nn.video_encoder import VideoEncoder
+from .progress import Progress, or_silent
 
-STAGES = ("text", "t2i", "video", "video-unfrozen")
+STAGES = tuple(s.value for s in Stage)
+VIDEO_STAGES = (Stage.video.value, Stage.video_unfrozen.value)  # stages that train on clips
+# ModelConfig keys a stage may change on its init's weights: none of them shapes a tensor or
+# changes what the network's output means. The frame count only in a video stage (the t2i stage
+# trains on single frames, so it would record a clip length it never saw).
+CHANGEABLE_ON_INIT = (
+    "frames", "fps", "diffusion.schedule_shift", "diffusion.sample_shift", "diffusion.sample_guidance",
+    "diffusion.sample_sampler",
+)
 # Below this noise level a 16-frame clip is pinned down by its noisy input: the posterior-mean
 # target equals the clip drawn (measured: mean |difference| < 1e-3 at sigma 4.5), so no
 # reference clips are drawn for it.
 POSTERIOR_MIN_SIGMA = 5.0
 CHECKPOINT = "checkpoint.safetensors"
-Progress = Callable[..., None]
+METRICS = "metrics.jsonl"
 
 
 def tune_allocator() -> None:
@@ -79,17 +96,10 @@ class Dist:
 def _setup(cfg: TrainConfig) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    want = cfg.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    else:
-        device = torch.device("cpu")
+    device = torch.device(resolve_device(cfg.device))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        device = torch.device("cuda", torch.cuda.current_device())  # DDP wants the index
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world, device)
@@ -288,9 +298,8 @@ def _save_checkpoint(path: Path, *, model, ema, module, opt, step: int, cfg: Tra
         "model_config": dumps(model.config), "card": json.dumps(model.card),
         "param_groups": json.dumps(opt_state["param_groups"]),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with staged(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def _load_checkpoint(path: Path, *, model, ema, module, opt, device) -> tuple[int, float]:
@@ -314,13 +323,86 @@ def _load_checkpoint(path: Path, *, model, ema, module, opt, device) -> tuple[in
 # ---------------------------------------------------------------------------------------------
 
 
-def _initial_model(cfg: TrainConfig) -> LumiereModel:
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{"diffusion": {"sample_shift": 2}} -> {"diffusion.sample_shift": 2}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def _check_model_config(cfg: ModelConfig) -> None:
+    """One-line errors for the values a stage can set on any model."""
+    factor = 2 ** cfg.unet.temporal_levels
+    if not isinstance(cfg.frames, int) or isinstance(cfg.frames, bool) or cfg.frames < 1 or cfg.frames % factor:
+        raise UsageError(f"frames must be a multiple of the model's temporal factor {factor} "
+                         f"(2**unet.temporal_levels), got {cfg.frames!r}")
+    d = cfg.diffusion
+    numbers = {"fps": cfg.fps, "diffusion.schedule_shift": d.schedule_shift, "diffusion.sample_shift": d.sample_shift,
+               "diffusion.sample_guidance": d.sample_guidance}
+    for name, value in numbers.items():
+        ok = value is None and name not in ("fps", "diffusion.schedule_shift")
+        ok = ok or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0)
+        if not ok:
+            raise UsageError(f"{name} must be a positive number, got {value!r}")
+    if d.sample_sampler is not None:
+        try:
+            Sampler.parse(d.sample_sampler, "diffusion.sample_sampler")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+
+def stage_model_config(cfg: TrainConfig) -> ModelConfig:
+    """The config the stage's model has: the init's (read from its header) or `cfg.model`, with
+    `model_overrides` and `schedule_shift` applied. On init weights, a key outside
+    CHANGEABLE_ON_INIT, or the frame count outside a video stage, is a one-line UsageError."""
+    from .weights_header import read_info
+
+    if cfg.init and cfg.model is not None:
+        raise UsageError("model is the config of a new model; with init the stage continues the init's config "
+                         "(name the changes in model_overrides)")
+    base = read_info(cfg.init).config if cfg.init else cfg.model or ModelConfig()
+    overrides = dict(cfg.model_overrides or {})
+    if cfg.schedule_shift is not None:
+        asked = overrides.get("diffusion", {}).get("schedule_shift", cfg.schedule_shift)
+        if asked != cfg.schedule_shift:
+            raise UsageError(f"schedule_shift {cfg.schedule_shift:g} and model_overrides' diffusion.schedule_shift "
+                             f"{asked!r} disagree: give one")
+        overrides = _merge(overrides, {"diffusion": {"schedule_shift": cfg.schedule_shift}})
+    try:
+        model_cfg = from_dict(ModelConfig, _merge(to_dict(base), overrides))
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"bad model config override: {e}") from None
+    if cfg.init:
+        was, now = _flat(to_dict(base)), _flat(to_dict(model_cfg))
+        changed = [k for k in now if now[k] != was.get(k)]
+        fixed = [k for k in changed if k not in CHANGEABLE_ON_INIT]
+        if fixed:
+            raise UsageError(f"{', '.join(fixed)} cannot change on --init weights (the weights fix "
+                             f"{'them' if len(fixed) > 1 else 'it'}); a stage can change {', '.join(CHANGEABLE_ON_INIT)}")
+        if "frames" in changed and cfg.stage not in VIDEO_STAGES:
+            raise UsageError(f"frames can change on --init weights only in a video stage ({', '.join(VIDEO_STAGES)}): "
+                             f"a {cfg.stage} stage does not train on clips of {model_cfg.frames} frames")
+    _check_model_config(model_cfg)
+    return model_cfg
+
+
+def _initial_model(cfg: TrainConfig, model_cfg: ModelConfig) -> LumiereModel:
     from .weights import load_model
 
     if cfg.init:
-        # The previous stage's config wins; layers added to the code since start as the identity.
-        return load_model(cfg.init, grow=True)
-    model_cfg = cfg.model
+        # Layers added to the code since the init was saved start as the identity. None of the
+        # keys model_cfg may differ in is read when the modules are built, so setting it suffices.
+        model = load_model(cfg.init, grow=True)
+        model.config = model_cfg
+        return model
     if not model_cfg.vocabulary:
         from .world.vocab import vocabulary
 
@@ -344,12 +426,16 @@ def _ema_update(ema: nn.Module, model: nn.Module, trainable: list[str], decay: f
         dst[name].lerp_(src[name].detach(), 1 - decay)
 
 
-def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = True) -> Path:
-    """Run one stage; returns the EMA weights file written to `out_dir/weights/`."""
-    if cfg.stage not in STAGES:
-        raise UsageError(f"unknown stage {cfg.stage!r}: choose one of {', '.join(STAGES)}")
+def _check(cfg: TrainConfig) -> ModelConfig:
+    """One-line errors for a stage's settings; returns the config its model will have."""
+    try:
+        Stage.parse(cfg.stage, "stage")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise UsageError("steps and batch size must be at least 1")
+    if cfg.log_every < 1 or cfg.checkpoint_every < 1:
+        raise UsageError("log_every and checkpoint_every must be at least 1")
     if cfg.sigma_range is not None and not 0 < cfg.sigma_range[0] < cfg.sigma_range[1]:
         raise UsageError(f"sigma_range must be (low, high) with 0 < low < high, got {cfg.sigma_range}")
     if not 0 <= cfg.reversed_pairs <= 1 or cfg.reference_clips < 0:
@@ -360,16 +446,34 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
         split_triples("train", cfg.motions)
     except ValueError as e:
         raise UsageError(str(e)) from e
+    return stage_model_config(cfg)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no NaN
+
+
+def _append_metrics(path: Path, record: dict[str, Any]) -> None:
+    """One line per logged step, appended in one write (earlier lines are never rewritten)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = True) -> Path:
+    """Run one stage; returns the EMA weights file written to `out_dir/weights/`.
+
+    Calls `progress("train", done, total)` after every step, with loss (the mean since the last
+    log), lr, clips_per_s and grad_norm every `log_every` steps; rank 0 appends those to
+    `out_dir/metrics.jsonl` (with step and elapsed_s), also when resuming.
+    """
+    model_cfg = _check(cfg)
     from .weights import save_model
 
     tune_allocator()
-    progress = progress or (lambda *a, **k: None)
+    progress = or_silent(progress)
     dist = _setup(cfg)
     torch.manual_seed(cfg.seed)  # the stage's new modules (clip encoder) start the same everywhere
-    model = _initial_model(cfg)
-    if cfg.schedule_shift is not None:
-        diffusion = replace(model.config.diffusion, schedule_shift=cfg.schedule_shift)
-        model.config = replace(model.config, diffusion=diffusion)
+    model = _initial_model(cfg, model_cfg)
     module = _stage_module(cfg, model, dist).to(dist.device)
     model.to(dist.device)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -398,7 +502,7 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
     items = cfg.batch_size * dist.world
     t_last, step_last = time.perf_counter(), start
     t0 = time.perf_counter() - elapsed
-    loss_avg = None
+    loss_sum = 0.0  # since the last log
 
     def save(step: int) -> Path:
         _save_checkpoint(ckpt, model=model, ema=ema, module=module, opt=opt, step=step, cfg=cfg,
@@ -424,22 +528,105 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
         opt.step()
         _ema_update(ema, model, trainable, min(cfg.ema_decay, (1 + step) / (10 + step)))
 
-        value = loss.item()
-        loss_avg = value if loss_avg is None else 0.95 * loss_avg + 0.05 * value
+        loss_sum += loss.item()
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             now = time.perf_counter()
-            rate = items * (done - step_last) / max(now - t_last, 1e-9)
-            t_last, step_last = now, done
-            progress(done, cfg.steps, loss=loss_avg, clips_per_s=rate, grad_norm=float(grad_norm),
-                     lr=_lr(cfg, step))
+            metrics = {"loss": loss_sum / (done - step_last), "lr": _lr(cfg, step),
+                       "clips_per_s": items * (done - step_last) / max(now - t_last, 1e-9),
+                       "grad_norm": float(grad_norm)}
+            t_last, step_last, loss_sum = now, done, 0.0
+            if dist.main:
+                _append_metrics(out / METRICS, {"step": done, **{k: _finite(v) for k, v in metrics.items()},
+                                                "elapsed_s": round(now - t0, 3)})
+            progress("train", done, cfg.steps, **metrics)
         else:
-            progress(done, cfg.steps)
+            progress("train", done, cfg.steps)
         if dist.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             path = save(done)
     if dist.world > 1:
         torch.distributed.barrier()
     return path if path.suffix else path / "model.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------
+# Plans: the stages behind a model, as data
+
+
+def load_plan(path: str | os.PathLike) -> list[TrainConfig]:
+    """A plan file: {"defaults": {TrainConfig fields}, "stages": [{TrainConfig fields}, ...]}
+    (other top-level keys, such as "description", are notes). Unknown fields are an error."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"cannot read plan {p}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise InputError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
+        raise InputError(f'{p}: a plan is a JSON object with a non-empty "stages" list')
+    defaults = data.get("defaults") or {}
+    stages = []
+    for k, stage in enumerate(data["stages"], 1):
+        if not isinstance(stage, dict):
+            raise InputError(f"{p}: stage {k} is not a JSON object")
+        try:
+            stages.append(from_dict(TrainConfig, {**defaults, **stage}))
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{p}: stage {k}: {e}") from None
+    return stages
+
+
+def steps_done(cfg: TrainConfig) -> int:
+    """Steps of this stage already in `out_dir/weights` (0 when none were saved)."""
+    from .errors import WeightsError
+    from .weights_header import read_info
+
+    try:
+        card = read_info(cfg.out_dir).card
+    except WeightsError:
+        return 0
+    records = [r for r in card.get("training", []) if r.get("out_dir") == cfg.out_dir]
+    return int(records[-1]["steps"]) if records else 0
+
+
+def plan_stages(plan: Sequence[TrainConfig]) -> list[TrainConfig]:
+    """The plan as it runs: each stage after the first starts, unless it names an init, from the
+    previous stage's run folder."""
+    stages: list[TrainConfig] = []
+    for cfg in plan:
+        if stages and cfg.init is None:
+            cfg = replace(cfg, init=stages[-1].out_dir)
+        stages.append(cfg)
+    out_dirs = [c.out_dir for c in stages]
+    repeated = sorted({d for d in out_dirs if out_dirs.count(d) > 1})
+    if repeated:
+        raise UsageError(f"each stage of a plan needs its own out_dir; repeated: {', '.join(repeated)}")
+    return stages
+
+
+def train_plan(plan: Sequence[TrainConfig], *, progress: Progress | None = None) -> Path:
+    """Run the stages in order (see plan_stages); a stage whose weights already hold all its steps
+    is skipped, a partial one resumes from its checkpoint. Returns the last stage's weights file.
+
+    Progress: `progress("stage", k, n)` before stage k (0-based) runs, `progress("skip", k, n)`
+    when it is already complete, then the stage's own `progress("train", ...)` calls.
+    """
+    from .weights_header import resolve
+
+    progress = or_silent(progress)
+    stages = plan_stages(plan)
+    if not stages:
+        raise UsageError("a plan needs at least one stage")
+    path = Path(stages[-1].out_dir)
+    for k, cfg in enumerate(stages):
+        if steps_done(cfg) >= cfg.steps:
+            progress("skip", k, len(stages))
+            path = resolve(cfg.out_dir)
+            continue
+        progress("stage", k, len(stages))
+        path = train(cfg, progress=progress, resume=True)
+    return path
 
 
 def _card(card: dict[str, Any], cfg: TrainConfig, *, step: int, world: int, device, seconds: float) -> dict:
@@ -452,6 +639,8 @@ def _card(card: dict[str, Any], cfg: TrainConfig, *, step: int, world: int, devi
         **({"reversed_pairs": cfg.reversed_pairs} if cfg.reversed_pairs > 0 else {}),
         **({"reference_clips": cfg.reference_clips} if cfg.reference_clips > 0 else {}),
         **({"motions": list(cfg.motions)} if cfg.motions is not None else {}),
+        **({"schedule_shift": cfg.schedule_shift} if cfg.schedule_shift is not None else {}),
+        **({"model_overrides": cfg.model_overrides} if cfg.model_overrides else {}),
         **({"hard_negatives": cfg.hard_negatives, "text_anchor": cfg.text_anchor} if cfg.stage == "text" else {}),
         "wall_minutes": round(seconds / 60, 1), "out_dir": cfg.out_dir,
     }

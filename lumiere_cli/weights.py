@@ -1,5 +1,8 @@
 """Weights on disk: safetensors with the config and a content hash in the header.
 
+This is the torch half (save, load, hash the tensors); finding the file and reading its header
+live in `weights_header`, which `lumiere info` uses without importing torch.
+
 A pickle (.pt, .ckpt, .bin, ...) is refused, never unpickled: loading one can run arbitrary code.
 """
 
@@ -13,32 +16,14 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig, dumps, loads
+from .atomic import staged
+from .config import dumps
 from .errors import WeightsError
 from .model import LumiereModel
-
-FORMAT = "lumiere-cli/1"
-FILENAME = "model.safetensors"
-PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle"}
-REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-
-
-def default_weights_path() -> Path:
-    return Path(os.environ.get("LUMIERE_WEIGHTS") or REPO_WEIGHTS)
-
-
-def resolve(path: str | os.PathLike | None) -> Path:
-    """A weights directory or file -> the .safetensors file, with one-line errors for the rest."""
-    p = Path(path) if path is not None else default_weights_path()
-    if p.suffix.lower() in PICKLE_SUFFIXES:
-        raise WeightsError(f"{p}: pickled weights are refused (they can run code); convert them to .safetensors")
-    if p.is_dir():
-        p = p / FILENAME
-    if not p.exists():
-        raise WeightsError(f"no weights at {p}: pass --weights DIR, or set LUMIERE_WEIGHTS")
-    if p.suffix.lower() != ".safetensors":
-        raise WeightsError(f"{p}: weights must be a .safetensors file")
-    return p
+from .weights_header import (  # noqa: F401 - the header half, re-exported for callers that load anyway
+    FILENAME, FORMAT, PICKLE_SUFFIXES, REPO_WEIGHTS, RUN_WEIGHTS, WeightsInfo, default_weights_path,
+    parse_metadata, read_header, read_info, resolve, weights_hash,
+)
 
 
 def content_hash(tensors: dict[str, torch.Tensor]) -> str:
@@ -70,36 +55,11 @@ def save_model(
     card = dict(model.card if card is None else card)
     digest = content_hash(tensors)
     metadata = {"format": FORMAT, "config": dumps(model.config), "card": json.dumps(card), "content_hash": digest}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with staged(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
         os.chmod(tmp, 0o644)  # safetensors creates 0600; weights are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     model.weights_hash = digest
     return path
-
-
-def read_header(path: str | os.PathLike | None = None) -> dict[str, str]:
-    """The safetensors metadata (format, config, card, content_hash) without loading tensors."""
-    p = resolve(path)
-    try:
-        with open(p, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 0 < n < 100_000_000:
-                raise ValueError("bad header length")
-            header = json.loads(f.read(n))
-    except (OSError, ValueError) as e:
-        raise WeightsError(f"{p}: not a readable safetensors file ({e})") from None
-    meta = header.get("__metadata__") or {}
-    if meta.get("format") != FORMAT:
-        raise WeightsError(f"{p}: not lumiere-cli weights (no '{FORMAT}' header)")
-    return meta
-
-
-def weights_hash(path: str | os.PathLike | None = None) -> str:
-    return read_header(path)["content_hash"]
 
 
 def load_model(
@@ -116,11 +76,7 @@ def load_model(
 
     p = resolve(path)
     meta = read_header(p)
-    try:
-        config = loads(ModelConfig, meta["config"])
-        card = json.loads(meta.get("card") or "{}")
-    except (KeyError, TypeError, ValueError) as e:
-        raise WeightsError(f"{p}: unreadable model config ({e})") from None
+    config, card = parse_metadata(p, meta)
     try:
         tensors = load_file(str(p))
     except (SafetensorError, OSError, ValueError) as e:

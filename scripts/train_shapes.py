@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-from lumiere_cli.config import ModelConfig, TrainConfig
+from lumiere_cli.config import TrainConfig
 from lumiere_cli.train import train
 
 TRANSLATIONS = ("moving left", "moving right", "moving up", "moving down")
@@ -46,7 +46,7 @@ def main() -> None:
     t0 = time.time()
 
     def log(stage):
-        def progress(step, total, **m):
+        def progress(phase, step, total, **m):
             if m and rank0:
                 print(f"[{(time.time() - t0) / 60:6.1f} min] {stage} {step}/{total} "
                       + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
@@ -66,7 +66,7 @@ def main() -> None:
     for k, (name, stage, steps, kw) in enumerate(plan):
         if steps <= 0:
             continue
-        cfg = TrainConfig(stage=stage, out_dir=f"{args.out}/{name}", init=init, model=ModelConfig(),
+        cfg = TrainConfig(stage=stage, out_dir=f"{args.out}/{name}", init=init,
                           steps=steps, device=args.device, log_every=25, checkpoint_every=250,
                           seed=args.seed + k, **kw)
         init = str(train(cfg, progress=log(name)))

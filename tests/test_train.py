@@ -22,8 +22,10 @@ TINY = replace(TINY_CONFIG, vocabulary=())
 
 
 def _cfg(tmp_path, stage="t2i", **kw):
-    base = dict(stage=stage, out_dir=str(tmp_path / stage), model=TINY, steps=4, batch_size=2,
+    base = dict(stage=stage, out_dir=str(tmp_path / stage), steps=4, batch_size=2,
                 checkpoint_every=2, log_every=1, warmup=2)
+    if not kw.get("init"):
+        base["model"] = TINY  # with init, the stage continues the init's config
     return TrainConfig(**{**base, **kw})
 
 
@@ -100,7 +102,7 @@ def test_resume_continues_exactly(tmp_path):
     class Stop(Exception):
         pass
 
-    def stop_after_2(step, total, **_):
+    def stop_after_2(phase, step, total, **_):
         if step == 3:
             raise Stop
 
@@ -199,3 +201,120 @@ def test_clip_encoder_tells_where_an_object_is():
     a, b = encoder(clip), encoder(moved)
     assert (a - b).norm() > 0.1 * a.norm()
     assert encoder(torch.zeros(2, 3, 3, 12, 10)).shape == (2, 16)  # any clip size
+
+
+def test_progress_is_phase_first_and_metrics_jsonl_is_appended_on_resume(tmp_path):
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def record(phase, done, total, **metrics):
+        calls.append((phase, done, total, metrics))
+        if done == 3 and len(calls) == 3:
+            raise Stop
+
+    cfg = _cfg(tmp_path)
+    with pytest.raises(Stop):
+        train(cfg, progress=record)
+    metrics = tmp_path / "t2i" / "metrics.jsonl"
+    first = metrics.read_text().splitlines()
+    train(cfg, progress=record)  # resumes from the checkpoint at step 2
+    assert [c[:3] for c in calls] == [("train", d, 4) for d in (1, 2, 3, 3, 4)]
+    assert all(set(c[3]) == {"loss", "lr", "clips_per_s", "grad_norm"} for c in calls)
+    lines = metrics.read_text().splitlines()
+    assert lines[:3] == first  # earlier lines are never rewritten
+    rows = [json.loads(line) for line in lines]
+    assert [r["step"] for r in rows] == [1, 2, 3, 3, 4]
+    assert all(set(r) == {"step", "loss", "lr", "clips_per_s", "grad_norm", "elapsed_s"} for r in rows)
+    assert all(r["loss"] > 0 and r["lr"] > 0 and r["clips_per_s"] > 0 for r in rows)
+
+
+def test_init_takes_a_run_folder_and_changes_only_what_no_weight_depends_on(tmp_path):
+    from lumiere_cli.errors import UsageError
+    from lumiere_cli.weights import resolve
+
+    t2i = train(_cfg(tmp_path, "t2i", steps=1))
+    run = tmp_path / "t2i"
+    assert resolve(run) == t2i and resolve(run / "weights") == t2i
+    changes = {"frames": 4, "fps": 12, "diffusion": {"sample_guidance": 2.5, "sample_sampler": "ddim"}}
+    video = train(_cfg(tmp_path, "video", init=str(run), steps=1, model_overrides=changes))
+    model = load_model(video)
+    assert (model.config.frames, model.config.fps) == (4, 12)
+    assert (model.config.diffusion.sample_guidance, model.config.diffusion.sample_sampler) == (2.5, "ddim")
+    assert model.card["training"][-1]["model_overrides"] == changes
+
+    def refused(match, **kw):
+        with pytest.raises(UsageError, match=match):
+            train(_cfg(tmp_path / "bad", **{"stage": "video", "init": str(run), "steps": 1, **kw}))
+
+    refused(r"^unet\.channels cannot change on --init weights", model_overrides={"unet": {"channels": [8, 16]}})
+    refused(r"unet\.heads, size cannot change", model_overrides={"unet": {"heads": 1}, "size": 8})
+    refused("frames can change on --init weights only in a video stage", stage="t2i", model_overrides={"frames": 4})
+    refused("frames must be a multiple of the model's temporal factor 2", model_overrides={"frames": 6 - 1})
+    refused("sample_sampler must be one of ddim, dpmpp-2m", model_overrides={"diffusion": {"sample_sampler": "euler"}})
+    refused("unknown ModelConfig keys: frame", model_overrides={"frame": 4})
+    refused("with init the stage continues the init's config", model=TINY)
+    refused("stage must be one of text, t2i, video, video-unfrozen", stage="image")
+    assert not (tmp_path / "bad").exists()  # refused before anything was built or written
+
+
+def test_plan_runs_stages_in_order_skips_finished_ones_and_resumes_a_partial_one(tmp_path):
+    from lumiere_cli.train import load_plan, train_plan
+
+    plan = {"description": "two tiny stages",
+            "defaults": {"batch_size": 2, "warmup": 1, "log_every": 1, "checkpoint_every": 1, "device": "cpu"},
+            "stages": [{"stage": "t2i", "out_dir": str(tmp_path / "t2i"), "steps": 2, "model": dumps_dict(TINY)},
+                       {"stage": "video", "out_dir": str(tmp_path / "video"), "steps": 1,
+                        "model_overrides": {"frames": 4}, "sigma_range": [10, 80]}]}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    stages = load_plan(path)
+    assert stages[0].model == TINY and stages[1].sigma_range == (10, 80) and stages[1].init is None
+    calls = []
+    out = train_plan(stages, progress=lambda phase, done, total, **m: calls.append((phase, done, total)))
+    assert calls == [("stage", 0, 2), ("train", 1, 2), ("train", 2, 2), ("stage", 1, 2), ("train", 1, 1)]
+    model = load_model(out)
+    assert [(r["stage"], r["steps"]) for r in model.card["training"]] == [("t2i", 2), ("video", 1)]
+    assert model.config.frames == 4 and model.card["training"][-1]["sigma_range"] == [10, 80]
+
+    calls.clear()
+    plan["stages"][1]["steps"] = 2  # the last stage is now half done: it resumes at step 1
+    path.write_text(json.dumps(plan))
+    assert train_plan(load_plan(path), progress=lambda *a, **m: calls.append(a)) == out
+    assert calls == [("skip", 0, 2), ("stage", 1, 2), ("train", 2, 2)]
+    assert load_model(out).card["training"][-1]["steps"] == 2
+
+
+def dumps_dict(cfg):
+    return json.loads(dumps(cfg))
+
+
+def test_a_failed_checkpoint_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    import copy
+
+    import safetensors.torch
+
+    from lumiere_cli.model import LumiereModel
+    from lumiere_cli.train import _save_checkpoint
+
+    model = LumiereModel(TINY)
+    opt = torch.optim.AdamW(model.parameters())
+
+    def full_disk(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"half a file")
+        raise OSError("no space")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OSError):
+        _save_checkpoint(tmp_path / "checkpoint.safetensors", model=model, ema=copy.deepcopy(model),
+                         module=model, opt=opt, step=1, cfg=TrainConfig(), elapsed=0.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_device_choice_follows_the_one_device_rule(tmp_path):
+    from lumiere_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="--device cuda but no CUDA GPU is visible"):
+        train(_cfg(tmp_path, device="cuda"))

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from lumiere_cli.choices import Stage
 from lumiere_cli.cli import options as o
 from lumiere_cli.cli.ui import UI, handle_errors
 from lumiere_cli.errors import InputError, UsageError
@@ -21,23 +22,23 @@ def register(app: typer.Typer) -> None:
 
 
 def info(weights: o.Weights = None, json: o.Json = False) -> None:
-    """The loaded model's card: sizes, frames, the vocabulary it knows, eval figures.
+    """The model's card: sizes, frames, the vocabulary it knows, eval figures (read from the
+    weights' header: no model is built).
 
     Example: [bold]lumiere info[/]  or  [bold]lumiere info --json | jq .config.frames[/]
     """
     from dataclasses import asdict
 
-    from lumiere_cli.cli.runner import _load
+    from lumiere_cli.weights_header import read_info
 
-    model, winfo = _load(weights, "cpu")
-    cfg = model.config
-    card: dict[str, Any] = dict(model.card or {})
-    n_params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
+    header = read_info(weights)
+    cfg, card = header.config, header.card
+    winfo = {"path": str(header.path), "hash": header.content_hash}
     summary = {
         "weights": winfo,
         "frames": cfg.frames, "size": cfg.size, "fps": cfg.fps,
         "temporal_factor": 2 ** cfg.unet.temporal_levels,
-        "parameters": n_params,
+        "parameters": header.parameters,
         "vocabulary": list(cfg.vocabulary),
         "config": asdict(cfg),
         "card": card,
@@ -50,11 +51,10 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
 
     out = Console(highlight=False)
     t = Table(title="lumiere model", show_header=False)
-    t.add_row("weights", f"{winfo.get('path') or 'default'}  (hash {str(winfo.get('hash'))[:12]})")
+    t.add_row("weights", f"{winfo['path']}  (hash {winfo['hash'][:12]})")
     t.add_row("clip", f"{cfg.frames} frames at {cfg.fps} fps, {cfg.size}x{cfg.size} px")
     t.add_row("frame counts", f"multiples of {2 ** cfg.unet.temporal_levels}")
-    if n_params is not None:
-        t.add_row("parameters", f"{n_params:,}")
+    t.add_row("parameters", f"{header.parameters:,}")
     t.add_row("U-Net channels", ", ".join(map(str, cfg.unet.channels)))
     t.add_row("text encoder", cfg.text.openclip_model or f"{cfg.text.layers} layers, width {cfg.text.width}")
     d = cfg.diffusion
@@ -88,8 +88,15 @@ def _flat(value: Any) -> str:
     return str(value)
 
 
+# Options a plan file sets per stage; with --plan only --device (every stage) and --quiet apply.
+PLAN_SETS = ("stage", "steps", "batch_size", "lr", "text_lr", "hard_negatives", "text_anchor", "schedule_shift",
+             "sigma_range", "reversed_pairs", "reference_clips", "motions", "out", "init", "config", "resume",
+             "seed")
+
+
 def train(
-    stage: Annotated[str, typer.Option(help="text | t2i | video | video-unfrozen")] = "t2i",
+    ctx: typer.Context,
+    stage: Annotated[Stage, typer.Option(help="Which weights train: the text encoder, the image U-Net on frames, the temporal layers on clips, or every U-Net weight on clips.")] = Stage.t2i,
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 10_000,
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per step (per process).")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 3e-4,
@@ -101,62 +108,80 @@ def train(
     reversed_pairs: Annotated[float, typer.Option(min=0.0, max=1.0, help="video stages: share of clips paired with themselves played backwards (the opposite motion word) under the same noise.")] = 0.0,
     reference_clips: Annotated[int, typer.Option(min=0, help="video stages: regress text-to-video clips on their caption's posterior mean, estimated from this many more clips drawn for it (procedural data only).")] = 0,
     motions: Annotated[Optional[str], typer.Option(metavar="LIST", help="Train only on clips of these motions, comma-separated (e.g. 'moving left,moving right,moving up,moving down').", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and the final weights.")] = Path("runs/default"),
-    init: Annotated[Optional[Path], typer.Option(help="Weights to start from (the previous stage's output).", show_default=False)] = None,
-    config: Annotated[Optional[str], typer.Option(help="ModelConfig overrides: inline JSON or a .json file.", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, metrics.jsonl and the weights (weights/).")] = Path("runs/default"),
+    init: Annotated[Optional[Path], typer.Option(help="Weights to start from: a .safetensors file, its folder, or the previous stage's run folder.", show_default=False)] = None,
+    config: Annotated[Optional[str], typer.Option(help="ModelConfig changes, inline JSON or a .json file. With --init only what no weight depends on: frames (video stages), fps, diffusion.schedule_shift, sample_shift, sample_guidance, sample_sampler.", show_default=False)] = None,
+    plan: Annotated[Optional[Path], typer.Option(help="Run the stages of this plan file in order (e.g. plans/shapes.json): finished stages are skipped, a partial one resumes.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in --out.")] = True,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     device: o.DeviceOpt = o.Device.auto,
     quiet: o.Quiet = False,
 ) -> None:
-    """Train one stage (text, t2i, video, video-unfrozen); works under torchrun for several GPUs.
+    """Train one stage (text, t2i, video, video-unfrozen), or every stage of a plan; works under
+    torchrun for several GPUs. Logs the loss every 20 steps and appends it to OUT/metrics.jsonl.
 
-    Example: [bold]lumiere train --stage video --init runs/t2i/weights --out runs/video --steps 2000[/]
+    Example: [bold]lumiere train --stage video --init runs/t2i --out runs/video --steps 2000[/]
+    or [bold]lumiere train --plan plans/shapes.json[/]
     """
-    from lumiere_cli import config as C
-    from lumiere_cli import train as train_mod
+    import os
+    from dataclasses import replace
 
-    if stage not in ("text", "t2i", "video", "video-unfrozen"):
-        raise UsageError(f"unknown --stage {stage!r} (choose text, t2i, video or video-unfrozen)")
-    overrides = _load_json_arg(config) if config else {}
-    try:
-        base = C.to_dict(C.ModelConfig())
-        model_cfg = C.from_dict(C.ModelConfig, _deep_merge(base, overrides))
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"bad --config: {e}") from e
-    kwargs = dict(stage=stage, out_dir=str(out), init=str(init) if init else None, model=model_cfg,
-                  steps=steps, batch_size=batch_size, lr=lr, text_lr=text_lr, seed=seed,
-                  hard_negatives=hard_negatives, text_anchor=text_anchor, schedule_shift=schedule_shift,
-                  sigma_range=tuple(sigma_range) if sigma_range and None not in sigma_range else None,
-                  reversed_pairs=reversed_pairs, reference_clips=reference_clips, device=device.value,
-                  motions=tuple(m.strip() for m in motions.split(",") if m.strip()) if motions is not None else None)
-    cfg = C.TrainConfig(**kwargs)
-    ui = UI(quiet=quiet)
-    with ui.session():
-        ui.start_clip(f"train {stage}", steps)
-        path = train_mod.train(cfg, progress=_train_progress(ui), **_resume_kwarg(train_mod.train, resume))
+    from lumiere_cli import train as train_mod
+    from lumiere_cli.config import TrainConfig
+
+    ui = UI(quiet=quiet or os.environ.get("RANK", "0") != "0")  # under torchrun, rank 0 speaks
+    if plan is not None:
+        given = [name for name in PLAN_SETS if ctx.get_parameter_source(name).name != "DEFAULT"]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(f"--plan sets every stage's options; drop {flags} (only --device and --quiet apply)")
+        stages = train_mod.plan_stages(train_mod.load_plan(plan))
+        if ctx.get_parameter_source("device").name != "DEFAULT":
+            stages = [replace(s, device=device.value) for s in stages]
+        with ui.session():
+            path = train_mod.train_plan(stages, progress=_train_progress(ui, stages))
+    else:
+        cfg = TrainConfig(
+            stage=stage.value, out_dir=str(out), init=str(init) if init else None,
+            model_overrides=_load_json_arg(config) if config else {},
+            steps=steps, batch_size=batch_size, lr=lr, text_lr=text_lr, seed=seed,
+            hard_negatives=hard_negatives, text_anchor=text_anchor, schedule_shift=schedule_shift,
+            sigma_range=tuple(sigma_range) if sigma_range and None not in sigma_range else None,
+            reversed_pairs=reversed_pairs, reference_clips=reference_clips, device=device.value,
+            motions=tuple(m.strip() for m in motions.split(",") if m.strip()) if motions is not None else None)
+        with ui.session():
+            ui.start_clip(f"train {cfg.stage}", cfg.steps)
+            path = train_mod.train(cfg, progress=_train_progress(ui, [cfg]), resume=resume)
     ui.log(f"saved weights to {path}")
     typer.echo(str(path))
 
 
-def _resume_kwarg(fn, resume: bool) -> dict:
-    # train() reads resume from its own keyword when it has one; older builds always resume.
-    import inspect
+def _train_progress(ui: UI, stages: list):
+    """The library's progress(phase, done, total, **metrics) for training: the bar advances every
+    step; every logged step shows a metrics line (the status row with a terminal, a log line
+    without)."""
 
-    return {"resume": resume} if "resume" in inspect.signature(fn).parameters else {}
-
-
-def _train_progress(ui: UI):
-    def progress(*args, **kwargs):
-        # Accept both progress(step, total, **metrics) and progress(phase, step, total, ...).
-        nums = [a for a in args if isinstance(a, int)]
-        if len(nums) >= 2:
-            ui.step(nums[0], nums[1])
-        metrics = {k: v for k, v in kwargs.items() if isinstance(v, (int, float))}
-        if metrics and not ui.bars and nums and nums[0] % 50 == 0:
-            ui.log(" ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" step={nums[0]}")
+    def progress(phase: str, done: int, total: int, **metrics: float) -> None:
+        if phase == "train":
+            ui.step(done, total)
+            if metrics:
+                ui.status(metrics_line(done, total, metrics))
+        elif phase in ("stage", "skip"):
+            cfg = stages[done]
+            what = f"stage {done + 1}/{total}: {cfg.stage}, {cfg.steps} steps -> {cfg.out_dir}"
+            if phase == "skip":
+                ui.log(f"{what}: already complete")
+            else:
+                ui.log(what)
+                ui.start_clip(f"train {cfg.stage} ({done + 1}/{total})", cfg.steps)
 
     return progress
+
+
+def metrics_line(done: int, total: int, metrics: dict[str, float]) -> str:
+    """`step 40/200 loss 0.1234 lr 3.0e-04 grad 0.51 clips/s 14.2`."""
+    return (f"step {done}/{total} loss {metrics['loss']:.4f} lr {metrics['lr']:.1e} "
+            f"grad {metrics['grad_norm']:.3g} clips/s {metrics['clips_per_s']:.1f}")
 
 
 def _load_json_arg(text: str) -> dict:
@@ -172,13 +197,6 @@ def _load_json_arg(text: str) -> dict:
     if not isinstance(data, dict):
         raise UsageError("--config must be a JSON object")
     return data
-
-
-def _deep_merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def eval_(
@@ -200,12 +218,13 @@ def eval_(
     Example: [bold]lumiere eval --n 16 --json-out eval.json[/]
     """
     from lumiere_cli import eval as eval_mod
-    from lumiere_cli.cli.runner import _load, _resolve_device
     from lumiere_cli.config import SampleOptions
+    from lumiere_cli.devices import resolve_device
+    from lumiere_cli.weights import load_model
 
     ui = UI(quiet=quiet)
-    device_name = _resolve_device(device.value)
-    model, _ = _load(weights, device_name)
+    device_name = resolve_device(device.value)
+    model = load_model(weights, device=device_name)
     defaults = SampleOptions()
     opts = SampleOptions(steps=steps or defaults.steps,
                          guidance=guidance,
@@ -236,8 +255,8 @@ def eval_(
     from rich.table import Table
 
     table = Table(title="lumiere eval", caption=report.grain_line())
-    for col in getattr(eval_mod, "COLUMNS", ()):
-        table.add_column(str(col))
+    for col in eval_mod.COLUMNS:
+        table.add_column(col)
     for row in report.rows():
         table.add_row(*(str(v) for v in row))
     Console(highlight=False).print(table)
