@@ -61,9 +61,22 @@ class UNetConfig:
     spacetime_rope: bool = True
     temporal_kernel: int = 3
 
+    @property
+    def frame_multiple(self) -> int:
+        """Every frame count must be a multiple of this: each temporal level halves the frames."""
+        return 2**self.temporal_levels
+
+    def check_frames(self, frames: int) -> None:
+        """Raise ValueError naming valid counts when `frames` cannot pass through the STUNet."""
+        m = self.frame_multiple
+        if frames <= 0 or frames % m:
+            examples = ", ".join(str(f) for f in range(2 * m, 8 * m + 1, m))
+            raise ValueError(f"frames must be a multiple of {m} (2**temporal_levels), e.g. {examples}; got {frames}")
+
 
 DEFAULT_GUIDANCE = 5.0  # for models whose config recommends no scale of their own
 DEFAULT_SAMPLER = "dpmpp-2m"  # likewise for the sampler
+DEFAULT_STEPS = 25  # and for the number of sampling steps
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,13 @@ class DiffusionConfig:
     # The sampler used by default; None: DEFAULT_SAMPLER. Chosen per model by eval too: a small
     # model's low-noise estimates carry grain that a second-order solver extrapolates.
     sample_sampler: str | None = None
+    # The number of sampling steps used by default; None: DEFAULT_STEPS.
+    sample_steps: int | None = None
+
+    @property
+    def sampling_steps(self) -> int:
+        """The number of steps sampling takes when the caller names none."""
+        return DEFAULT_STEPS if self.sample_steps is None else self.sample_steps
 
     @property
     def sampling_schedule_shift(self) -> float:
@@ -120,9 +140,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class SampleOptions:
-    """How to sample. Defaults are the shipped model's recommended settings."""
+    """How to sample. None means the model's recommendation (see `pipeline.resolve_options`)."""
 
-    steps: int = 25
+    steps: int | None = None  # None: the model's (DiffusionConfig.sample_steps)
     guidance: float | None = None  # None: the model's (DiffusionConfig.sample_guidance)
     sampler: str | None = None  # "ddim" | "dpmpp-2m"; None: the model's (DiffusionConfig.sample_sampler)
     eta: float = 0.0

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import torch
 from einops import rearrange, repeat
 
+from . import limits
+from .choices import Sampler, Task
 from .config import SampleOptions
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedule import get_sigmas, sigmas_for_strength
@@ -24,8 +25,10 @@ from .errors import InputError, UsageError
 from .model import LumiereModel
 from .nn.layers import fast_autocast
 
-TASKS = ("t2v", "i2v", "inpaint", "cinemagraph", "edit")
-Progress = Callable[[str, int, int], None]
+from .progress import Progress, or_silent
+
+# The tasks one sampling run serves; stylize is text-to-video on a style-blended model (stylize.py).
+TASKS = tuple(t.value for t in Task if t is not Task.stylize)
 
 
 @dataclass
@@ -34,8 +37,10 @@ class Inputs:
 
     image: np.ndarray | None = None  # uint8 (h, w, 3)
     video: np.ndarray | None = None  # uint8 (t, h, w, 3)
-    mask: np.ndarray | None = None  # float (h, w) or (t, h, w) in [0, 1]; 1 = generate, 0 = keep
-    strength: float | None = None  # edit: how much of the schedule to run, in (0, 1]
+    # The user's mask: float (h, w) or (t, h, w) in [0, 1], 1 = generate, 0 = keep. Inside the
+    # model the convention is the opposite (M = 1 where pixels are known): `known_from_region`.
+    generate_region: np.ndarray | None = None
+    strength: float | None = None  # edit: the fraction of the sampling schedule to run, in [0, 1]
 
 
 @dataclass
@@ -45,6 +50,7 @@ class GenerateResult:
     fps: int
     timings: dict[str, float] = field(default_factory=dict)
     unknown_words: list[str] = field(default_factory=list)
+    ignored_words: list[str] = field(default_factory=list)  # past the text encoder's context
 
 
 def unknown_words(prompt: str, vocabulary: tuple[str, ...]) -> list[str]:
@@ -73,11 +79,14 @@ def generate(
     t_start = time.perf_counter()
     cfg = model.config
     inputs = inputs or Inputs()
-    progress = progress or (lambda phase, done, total: None)
+    progress = or_silent(progress)
 
     # 1. check inputs: every problem is a one-line UsageError/InputError, before any work
     options = resolve_options(cfg, options)
     frames = _check(model, prompt, task, inputs, options)
+    if task == "edit" and inputs.strength == 0:  # nothing of the schedule to run: the input itself
+        return GenerateResult(frames=inputs.video[:frames].copy(), seed=seed, fps=cfg.fps,
+                              timings=_timings(t_start, t_start, t_start))
 
     # 2. encode the prompt and the negative prompt (the unconditional branch of guidance)
     progress("encode", 0, 1)
@@ -93,10 +102,11 @@ def generate(
         known, known_mask = known.to(device), known_mask.to(device)
         cond.update(cond_video=known * known_mask, cond_mask=known_mask)
 
-    # 4. noise levels (float64, cast at use); SDEdit runs only the tail of the schedule
-    sigmas = _sigmas(cfg, options)
+    # 4. noise levels (float64, cast at use); SDEdit runs only the last `strength` of the schedule
     if task == "edit":
-        sigmas = sigmas_for_strength(sigmas, float(inputs.strength))
+        sigmas = sigmas_for_strength(options.steps, _sampling_config(cfg, options), float(inputs.strength))
+    else:
+        sigmas = _sigmas(cfg, options)
     sigmas = sigmas.to(torch.float32).to(device)
 
     # 5. initial noise from an explicit generator, drawn on the CPU so a seed means the same clip anywhere
@@ -121,6 +131,7 @@ def generate(
         fps=cfg.fps,
         timings=_timings(t_start, t_encoded, t_denoised),
         unknown_words=unknown_words(prompt, cfg.vocabulary),
+        ignored_words=model.text.ignored_words(prompt),
     )
 
 
@@ -142,7 +153,7 @@ def generate_batch(
     """
     t_start = time.perf_counter()
     cfg = model.config
-    progress = progress or (lambda phase, done, total: None)
+    progress = or_silent(progress)
     if len(prompts) != len(seeds):
         raise UsageError(f"{len(prompts)} prompts but {len(seeds)} seeds: give one seed per prompt")
     if not prompts:
@@ -167,14 +178,20 @@ def generate_batch(
     timings = _timings(t_start, t_encoded, t_denoised)
     return [
         GenerateResult(frames=_to_uint8(clip), seed=seed, fps=cfg.fps, timings=dict(timings),
-                       unknown_words=unknown_words(prompt, cfg.vocabulary))
+                       unknown_words=unknown_words(prompt, cfg.vocabulary),
+                       ignored_words=model.text.ignored_words(prompt))
         for clip, seed, prompt in zip(x, seeds, prompts)
     ]
 
 
+def _sampling_config(cfg, options: SampleOptions):
+    """The diffusion config sampling runs on: the model's, with the sampling schedule shift."""
+    return replace(cfg.diffusion, schedule_shift=sampling_shift(cfg, options))
+
+
 def _sigmas(cfg, options: SampleOptions) -> torch.Tensor:
     """The sampling noise levels (float64): on the options' shift, else the model's sampling shift."""
-    return get_sigmas(options.steps, replace(cfg.diffusion, schedule_shift=sampling_shift(cfg, options)))
+    return get_sigmas(options.steps, _sampling_config(cfg, options))
 
 
 def sampling_shift(cfg, options: SampleOptions) -> float:
@@ -184,9 +201,14 @@ def sampling_shift(cfg, options: SampleOptions) -> float:
 
 def resolve_options(cfg, options: SampleOptions) -> SampleOptions:
     """The options with every "the model's" setting (None) replaced by the model's recommendation."""
-    guidance = cfg.diffusion.sampling_guidance if options.guidance is None else options.guidance
-    sampler = cfg.diffusion.sampling_sampler if options.sampler is None else options.sampler
-    return replace(options, guidance=guidance, schedule_shift=sampling_shift(cfg, options), sampler=sampler)
+    d = cfg.diffusion
+    return replace(
+        options,
+        steps=d.sampling_steps if options.steps is None else options.steps,
+        guidance=d.sampling_guidance if options.guidance is None else options.guidance,
+        schedule_shift=sampling_shift(cfg, options),
+        sampler=Sampler(d.sampling_sampler if options.sampler is None else options.sampler).value,
+    )
 
 
 def _timings(t_start: float, t_encoded: float, t_denoised: float) -> dict[str, float]:
@@ -214,7 +236,7 @@ def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, kn
     if uncond is not None:
         denoiser = CFGDenoiser(denoiser, options.guidance, uncond)
     sampler = SAMPLERS[options.sampler]
-    extra = {"eta": options.eta} if options.sampler == "ddim" else {}
+    extra = {"eta": options.eta} if options.sampler == Sampler.ddim else {}
     steps = len(sigmas) - 1
     progress("denoise", 0, steps)
     with torch.inference_mode(), fast_autocast(device, options.bf16):
@@ -230,16 +252,8 @@ def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options:
         raise UsageError("empty prompt: describe the clip, e.g. \"a red circle moving left on a black background\"")
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
-    if options.sampler not in SAMPLERS:
-        raise UsageError(f"unknown sampler {options.sampler!r}: choose one of {', '.join(SAMPLERS)}")
-    if not 1 <= options.steps <= 1000:
-        raise UsageError(f"steps must be between 1 and 1000; got {options.steps}")
-    if not 0 <= options.guidance <= 50:
-        raise UsageError(f"guidance must be between 0 and 50; got {options.guidance}")
-    if options.eta < 0:
-        raise UsageError(f"eta must be >= 0; got {options.eta}")
-    if options.schedule_shift is not None and not 0.05 <= options.schedule_shift <= 20:
-        raise UsageError(f"schedule shift must be between 0.05 and 20; got {options.schedule_shift}")
+    for name in ("steps", "guidance", "eta", "schedule_shift"):
+        limits.check(name, getattr(options, name))
     frames = options.frames or cfg.frames
     try:
         model.unet.check_input(frames, cfg.size, cfg.size)
@@ -250,12 +264,15 @@ def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options:
     if options.window and not 0 <= options.overlap < options.window:
         raise UsageError(f"overlap must be between 0 and window - 1 ({options.window - 1}); got {options.overlap}")
 
-    needs = {"i2v": ("image",), "inpaint": ("video", "mask"), "cinemagraph": ("image", "mask"), "edit": ("video",)}
+    needs = {"i2v": ("image",), "inpaint": ("video", "generate_region"), "cinemagraph": ("image", "generate_region"),
+             "edit": ("video",)}
     for name in needs.get(task, ()):
         if getattr(inputs, name) is None:
-            raise UsageError(f"{task} needs --{name}")
-    if task == "edit" and not (inputs.strength is not None and 0 < inputs.strength <= 1):
-        raise UsageError(f"edit strength must be in (0, 1]; got {inputs.strength}")
+            raise UsageError(f"{task} needs --{'mask' if name == 'generate_region' else name}")
+    if task == "edit":
+        if inputs.strength is None:
+            raise UsageError("edit needs a strength in [0, 1]")
+        limits.check("strength", inputs.strength)
     size = (cfg.size, cfg.size)
     if inputs.image is not None and inputs.image.shape != (*size, 3):
         raise InputError(f"image is {inputs.image.shape}, expected {(*size, 3)}: fit it with video_io.fit_to_model")
@@ -264,8 +281,8 @@ def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options:
             raise InputError(f"video frames are {inputs.video.shape[1:]}, expected {(*size, 3)}")
         if task in ("inpaint", "edit") and len(inputs.video) < frames:
             raise InputError(f"video has {len(inputs.video)} frames; {task} needs at least {frames} (or pass --frames)")
-    if inputs.mask is not None:
-        m = inputs.mask
+    if inputs.generate_region is not None:
+        m = inputs.generate_region
         if m.shape[-2:] != size or m.ndim not in (2, 3):
             raise InputError(f"mask is {m.shape[-2:]}, the video is {size}: make the mask the video's size")
         if m.ndim == 3 and len(m) < frames:
@@ -290,6 +307,14 @@ def _to_uint8(clip: torch.Tensor) -> np.ndarray:
     return rearrange(x, "c t h w -> t h w c").cpu().numpy()
 
 
+def known_from_region(generate_region: np.ndarray, frames: int) -> torch.Tensor:
+    """The user's mask (1 = generate) as the model's M (1 = known), (1, 1, t, h, w): the one place
+    the two conventions meet. A single image mask applies to every frame."""
+    region = torch.from_numpy(np.asarray(generate_region, dtype=np.float32))
+    region = (repeat(region, "h w -> t h w", t=frames) if region.ndim == 2 else region[:frames]) > 0.5
+    return rearrange((~region).float(), "t h w -> 1 1 t h w")
+
+
 def _conditioning(task: str, inputs: Inputs, frames: int, size: int):
     """The known clip and M (1 = known) of DESIGN §2, or (None, None) for text-to-video and edit."""
     if task in ("t2v", "edit"):
@@ -300,9 +325,7 @@ def _conditioning(task: str, inputs: Inputs, frames: int, size: int):
         known[:, :, 0] = _to_clip(inputs.image[None])[:, :, 0]
         known_mask[:, :, 0] = 1
         return known, known_mask
-    region = torch.from_numpy(np.asarray(inputs.mask, dtype=np.float32))
-    region = (repeat(region, "h w -> t h w", t=frames) if region.ndim == 2 else region[:frames]) > 0.5
-    keep = rearrange((~region).float(), "t h w -> 1 1 t h w")
+    keep = known_from_region(inputs.generate_region, frames)
     if task == "inpaint":
         known = _to_clip(inputs.video[:frames])
         return known, keep

@@ -9,17 +9,18 @@ Axis legend: b batch, c channels, h height, w width.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 from einops import rearrange, repeat
 
+from . import atomic
 from .errors import InputError, UsageError
 from .model import LumiereModel
 from .nn.layers import fast_autocast
-
-Progress = Callable[[str, int, int], None]
+from .progress import Progress, or_silent
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -48,7 +49,7 @@ def train_style(
         raise InputError(f"style image must be uint8 {(size, size, 3)}; got {image.dtype} {image.shape}")
     if steps < 1:
         raise UsageError(f"style steps must be at least 1; got {steps}")
-    progress = progress or (lambda phase, done, total: None)
+    progress = or_silent(progress)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
 
@@ -90,3 +91,41 @@ def blend_style(model: LumiereModel, style_state: dict[str, torch.Tensor], alpha
     }
     blended.unet.spatial.load_state_dict(mixed)
     return blended.eval()
+
+
+# ----------------------------------------------------------------------------- the style cache
+
+
+def cache_dir() -> Path:
+    """$XDG_CACHE_HOME/lumiere-cli/styles (default ~/.cache/lumiere-cli/styles)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lumiere-cli" / "styles"
+
+
+def cache_path(image_sha256: str, weights_hash: str | None, steps: int) -> Path:
+    """A learned style is keyed by the reference's bytes, the weights it was learned on and its steps."""
+    return cache_dir() / f"{image_sha256}_{(weights_hash or 'unknown')[:12]}_{steps}.safetensors"
+
+
+def load_style(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"style weights not found: {path} (check the path, or use --ref to learn a style)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"cannot read style weights {path}: {e} (they must be a .safetensors file)") from e
+
+
+def save_style(state: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.staged(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+    return path
+

@@ -91,7 +91,8 @@ def test_t2v_mp4_reads_back_with_parameters(env, model_cfg):
     (rec,) = json_lines(r)
     path = Path(rec["path"])
     assert path.name == "a-red-circle-moving-left_5.mp4" and rec["seed"] == 5
-    frames, fps = video_io.read_video(path)
+    clip = video_io.read_video(path)
+    frames, fps = clip.frames, clip.fps
     scale = -(-256 // model_cfg.size)  # default display scale reaches 256 px
     assert frames.shape == (model_cfg.frames, model_cfg.size * scale, model_cfg.size * scale, 3)
     assert fps == pytest.approx(model_cfg.fps)
@@ -101,8 +102,10 @@ def test_t2v_mp4_reads_back_with_parameters(env, model_cfg):
         assert m["prompt"] == "a red circle moving left" and m["seed"] == 5 and m["steps"] == 2
         assert m["ai_generated"] is True and "AI-generated" in m["notice"]
         assert m["size"] == [model_cfg.size, model_cfg.size] and m["frames"] == model_cfg.frames
-        assert m["sampler"] == "dpmpp-2m" and "versions" in m and "timings" in m
+        assert m["sampler"] == "dpmpp-2m" and "versions" in m
         assert m["schedule_shift"] == 1.0  # the tiny model's own: recorded, not "default"
+    # Run times live in the sidecar only: the clip's bytes depend on the request alone.
+    assert "timings" in side and "timings" not in meta and "created" not in meta
     assert side["weights"]["hash"]
     r = invoke("t2v", "a red circle moving left", "--seed", 5, "--json", "--schedule-shift", 3, *FAST)
     (rec,) = json_lines(r)
@@ -117,7 +120,7 @@ def test_random_seed_is_reported_and_default_names_never_collide(env):
     assert f"seed {a['seed']}" in r1.stderr
     assert a["path"] != b["path"] and b["path"].endswith("-2.gif")
     # Same seed, same settings: the same clip (gif is lossy only in its palette, deterministically).
-    np.testing.assert_array_equal(video_io.read_video(a["path"])[0], video_io.read_video(b["path"])[0])
+    np.testing.assert_array_equal(video_io.read_video(a["path"]).frames, video_io.read_video(b["path"]).frames)
 
 
 def test_output_file_is_never_overwritten_without_flag(env):
@@ -134,7 +137,7 @@ def test_i2v_png_frames(env, model_cfg):
     _still(env / "still.png")
     r = invoke("i2v", "the circle moves right", "--image", "still.png", "-f", "png", "-o", "out", "--seed", 0, *FAST)
     assert r.exit_code == 0, r.output
-    frames, _ = video_io.read_video("out")
+    frames = video_io.read_video("out").frames
     assert frames.shape == (model_cfg.frames, model_cfg.size, model_cfg.size, 3)  # png: no enlargement
     meta = video_io.read_metadata("out")
     assert meta["task"] == "i2v" and meta["inputs"]["image"]["sha256"]
@@ -146,7 +149,7 @@ def test_inpaint_keeps_pixels_outside_the_mask(env, model_cfg):
     _mask(env / "mask.png", s, s)
     r = invoke("inpaint", "a blue square", "--video", "in", "--mask", "mask.png", "-f", "png", "-o", "out", *FAST)
     assert r.exit_code == 0, r.output
-    out, _ = video_io.read_video("out")
+    out = video_io.read_video("out").frames
     assert out.shape == src.shape
     keep = slice(0, s // 2)
     assert np.abs(out[:, :, keep].astype(int) - src[:, :, keep]).max() <= 2
@@ -168,7 +171,7 @@ def test_cinemagraph(env, model_cfg):
     r = invoke("cinemagraph", "a circle bouncing", "--image", "still.png", "--mask", "region.png", "--json", *FAST)
     assert r.exit_code == 0, r.output
     rec = json_lines(r)[0]
-    assert rec["task"] == "cinemagraph" and video_io.read_video(rec["path"])[0].shape[0] == model_cfg.frames
+    assert rec["task"] == "cinemagraph" and video_io.read_video(rec["path"]).frames.shape[0] == model_cfg.frames
 
 
 def test_edit(env, model_cfg):
@@ -239,21 +242,50 @@ def test_train_a_few_steps(env):
 # ----------------------------------------------------------------------------- batch use
 
 
-def test_prompt_file_json_lines_with_failures(env, model_cfg):
+def test_prompt_file_json_lines_with_per_item_settings(env, model_cfg):
     Path("p.txt").write_text(
         "# a comment\n\na red circle\n"
         '{"prompt": "a blue square", "seed": 99, "steps": 1}\n'
-        '{"prompt": "a green circle", "frames": 3}\n'  # a frame count the model cannot take
         "a yellow square\n"
     )
     r = invoke("t2v", "--prompts", "p.txt", "--seed", 10, "--json", "-f", "gif", *FAST)
-    assert r.exit_code == 2, r.output  # the failed item's code; the others still ran
+    assert r.exit_code == 0, r.output
     recs = json_lines(r)
-    assert [x.get("seed") for x in recs if "path" in x] == [10, 99, 13]
-    (bad,) = [x for x in recs if "error" in x]
-    assert bad["index"] == 2 and "frame" in bad["error"]
-    assert "a green circle" in r.stderr
+    assert [x["seed"] for x in recs] == [10, 99, 12]
     assert video_io.read_metadata(recs[1]["path"])["steps"] == 1
+
+
+def test_a_batch_is_checked_whole_before_anything_is_generated(env, model_cfg):
+    Path("p.txt").write_text(
+        "a red circle\n"
+        '{"prompt": "a blue square", "colour": "red"}\n'  # unknown key
+        '{"prompt": "a green circle", "guidance": 99}\n'  # out of range
+        '{"prompt": "a circle", not json}\n'  # broken JSON is not a prompt
+        '{"prompt": "a green circle", "frames": 3}\n'  # a frame count the model cannot take
+        '{"prompt": "one", "output": "same.gif"}\n'
+        '{"prompt": "two", "output": "same.gif"}\n'  # two items, one name
+        '{"prompt": "three", "output": "../../escape.gif"}\n'  # leaves --out-dir
+        '{"prompt": "four", "output": "/tmp/abs.gif"}\n'  # absolute
+    )
+    r = invoke("t2v", "--prompts", "p.txt", "--json", "--out-dir", "outs", *FAST)
+    assert r.exit_code == 2, r.output
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    for lineno, words in ((2, "colour"), (3, "guidance"), (4, "invalid JSON"), (5, "frames"), (7, "same.gif"),
+                          (8, "leaves --out-dir"), (9, "absolute")):
+        assert any(f"p.txt:{lineno}:" in e and words in e for e in errors), (lineno, r.stderr)
+    assert len(errors) == 7 and "loading model" not in r.stderr and "Traceback" not in r.output
+    assert not json_lines(r) and not any(Path("outs").iterdir() if Path("outs").exists() else [])
+
+
+def test_an_items_output_suffix_picks_its_format(env):
+    Path("p.txt").write_text('{"prompt": "a red circle", "output": "sub/a.gif"}\n{"prompt": "b", "output": "b"}\n')
+    r = invoke("t2v", "--prompts", "p.txt", "--json", "--out-dir", "outs", *FAST)
+    assert r.exit_code == 0, r.output
+    a, b = json_lines(r)
+    assert a["format"] == "gif" and Path(a["path"]).read_bytes()[:4] == b"GIF8"
+    assert b["format"] == "png" and Path(b["path"]).is_dir()
+    r = invoke("t2v", "--prompts", "p.txt", "--out-dir", "outs2", "--format", "webp", *FAST)
+    assert r.exit_code == 2 and "disagrees" in r.stderr and not Path("outs2").exists()
 
 
 def test_output_flag_with_several_prompts_is_a_usage_error(env):
@@ -320,14 +352,14 @@ def _one_line_error(r, code):
     "args, code, words",
     [
         (["i2v", "x", "--image", "nope.png"], 3, "not found"),
-        (["i2v", "x", "--image", "corrupt.png"], 3, "cannot read image"),
-        (["edit", "x", "--video", "corrupt.mp4"], 3, "cannot read video"),
+        (["i2v", "x", "--image", "corrupt.png"], 3, "cannot read"),
+        (["edit", "x", "--video", "corrupt.mp4"], 3, "cannot read"),
         (["inpaint", "x", "--video", "in", "--mask", "small.png"], 3, "same size"),
         (["edit", "x", "--video", "short"], 3, "frames"),
         (["t2v", "   "], 2, "empty prompt"),
         (["t2v", "x", "--frames", "3"], 2, "frame"),
         (["t2v", "x", "--out-dir", "afile"], 2, "--out-dir"),
-        (["t2v", "x", "-o", "clip.avi"], 2, "--format"),
+        (["t2v", "x", "-o", "clip.avi"], 2, ".mp4"),
         (["t2v", "x", "--weights", "missing-weights"], 3, "weights"),
         (["stylize", "x"], 2, "--ref"),
         (["t2v", "--prompts", "nope.txt"], 3, "not found"),

@@ -82,15 +82,22 @@ def test_cosine_schedule_uniform_in_t_and_inverse():
     assert torch.allclose(gaps, gaps.mean().expand_as(gaps), atol=1e-9)
 
 
-def test_sigmas_for_strength():
-    sigmas = get_sigmas(20, CFG)
-    assert torch.equal(sigmas_for_strength(sigmas, 1.0), sigmas)
-    tail = sigmas_for_strength(sigmas, 0.3)
-    assert len(tail) - 1 == 6 and torch.equal(tail, sigmas[-7:])
-    assert len(sigmas_for_strength(sigmas, 1e-6)) == 2  # at least one step
+def test_sigmas_for_strength_runs_that_fraction_of_diffusion_time():
+    cfg = DiffusionConfig(schedule_shift=2.0)
+    full = get_sigmas(20, cfg)
+    assert torch.equal(sigmas_for_strength(20, cfg, 1.0), full)
+    t = t_from_sigma(full[:-1] / 2.0)
+    t_max, t_min = t[0], t[-1]
+    for strength, steps in ((0.3, 6), (0.25, 5), (0.01, 1)):
+        tail = sigmas_for_strength(20, cfg, strength)
+        assert len(tail) - 1 == steps and tail[-1] == 0 and bool((tail[:-1].diff() < 0).all() or steps == 1)
+        start = t_from_sigma(tail[0] / 2.0)
+        assert float(start) == pytest.approx(float(t_min + strength * (t_max - t_min)))
+    # The start level moves with strength between step boundaries instead of jumping.
+    assert sigmas_for_strength(20, cfg, 0.31)[0] > sigmas_for_strength(20, cfg, 0.30)[0]
     for bad in (0.0, -0.1, 1.01, float("nan")):
         with pytest.raises(ValueError):
-            sigmas_for_strength(sigmas, bad)
+            sigmas_for_strength(20, cfg, bad)
 
 
 def test_schedule_shift_moves_steps_and_training_to_higher_noise():

@@ -33,7 +33,10 @@ def error_console() -> Console:
 
 
 def report_error(message: str) -> None:
-    error_console().print(f"[bold red]error:[/] {escape(message)}")
+    """One `error:` line per problem (a batch may report several)."""
+    console = error_console()
+    for line in message.splitlines() or [""]:
+        console.print(f"[bold red]error:[/] {escape(line)}")
 
 
 def handle_errors(fn: Callable) -> Callable:
@@ -94,7 +97,8 @@ class UI:
 
     def error(self, message: str) -> None:
         target = self._progress.console if self._progress is not None else self.console
-        target.print(f"[bold red]error:[/] {escape(message)}")
+        for line in message.splitlines():
+            target.print(f"[bold red]error:[/] {escape(line)}")
 
     def emit(self, record: dict[str, Any]) -> None:
         """One JSON object on stdout, flushed at once so a pipe reader sees it immediately."""
@@ -149,12 +153,39 @@ class UI:
         if self._progress is not None and self._overall_task is not None:
             self._progress.advance(self._overall_task)
 
-    def library_progress(self, label: str) -> Callable[[str, int, int], None]:
-        """The `progress(phase, done, total)` callback the library calls."""
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase == "denoise":
-                self.step(done, total)
-            elif self._progress is not None:
-                self.status(f"{label}: {phase} {done}/{total}")
+    def listener(self, json_lines: bool = False):
+        """A `jobs.Listener` that shows a run on this UI (and its JSON lines on stdout)."""
+        from lumiere_cli.jobs import Listener
 
-        return progress
+        ui = self
+
+        class Shown(Listener):
+            def __init__(self):
+                self.label = ""
+
+            def status(self, message: str) -> None:
+                ui.status(message)
+
+            def warn(self, message: str) -> None:
+                ui.warn(message)
+
+            def clip_started(self, request, label: str) -> None:
+                self.label = label
+                ui.start_clip(label, request.options.steps or 0)
+                if not ui.bars:  # with bars the clip's own row says this
+                    ui.log(f"generating {request.prompt!r} (seed {request.seed})")
+
+            def clip_finished(self, outcome) -> None:
+                if outcome.error is not None and len(outcome.request.where or "") > 0:
+                    ui.error(f"item {outcome.request.index} ({outcome.request.prompt!r}): {outcome.error}")
+                if json_lines:
+                    ui.emit(outcome.record())
+                ui.finish_clip()
+
+            def progress(self, phase: str, done: int, total: int, **metrics: float) -> None:
+                if phase in ("denoise", "style"):
+                    ui.step(done, total)
+                elif ui._progress is not None:
+                    ui.status(f"{self.label}: {phase} {done}/{total}")
+
+        return Shown()

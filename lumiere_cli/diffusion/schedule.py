@@ -78,19 +78,29 @@ def _shift(cfg: DiffusionConfig) -> float:
     return float(cfg.schedule_shift)
 
 
-def sigmas_for_strength(sigmas: torch.Tensor, strength: float) -> torch.Tensor:
-    """The tail of a schedule for SDEdit (Meng et al. 2022): keep the last `strength` of the steps.
+def sigmas_for_strength(steps: int, cfg: DiffusionConfig, strength: float) -> torch.Tensor:
+    """The last `strength` of the sampling schedule, for SDEdit (Meng et al. 2022): float64.
 
-    strength 1 returns the full schedule; 0.3 keeps the last ~30% of the steps (at least one).
-    The caller noises its clip to the first returned level: x = video + sigmas[0] * noise.
+    The sampling schedule is uniform in t, so strength is the fraction of diffusion time run: the
+    clip is noised to the level at t_min + strength (t_max - t_min), then denoised in
+    ceil(strength * steps) steps uniform in t (at least one). strength 1 is `get_sigmas(steps, cfg)`;
+    the start level moves smoothly with strength instead of jumping from step to step. The caller
+    noises its clip to the first returned level: x = video + sigmas[0] * noise.
     """
-    if not 0 < strength <= 1:  # also rejects NaN
+    if not 0 < strength <= 1:  # also rejects NaN; strength 0 runs nothing and is the caller's
         raise ValueError(f"strength must be in (0, 1], got {strength}")
-    steps = len(sigmas) - 1
-    if steps < 1:
-        raise ValueError("sigmas must hold at least one step (two levels)")
-    keep = max(1, math.floor(strength * steps + 0.5))
-    return sigmas[steps - keep :]
+    full = get_sigmas(steps, cfg)
+    if strength == 1:
+        return full
+    shift = _shift(cfg)
+    t_max, t_min = t_from_sigma(cfg.sigma_max / shift), t_from_sigma(cfg.sigma_min / shift)
+    t_start = t_min + strength * (t_max - t_min)
+    n = max(1, math.ceil(strength * steps - 1e-9))
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    sigmas = shift * sigma_from_t(t_start + ramp * (t_min - t_start))
+    if n > 1:
+        sigmas[-1] = cfg.sigma_min
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
 def sample_training_sigmas(

@@ -89,7 +89,7 @@ class STUNet(nn.Module):
 
     @property
     def frame_multiple(self) -> int:
-        return 2**self.cfg.temporal_levels
+        return self.cfg.frame_multiple
 
     def valid_frames(self, limit: int = 64) -> list[int]:
         m = self.frame_multiple
@@ -97,13 +97,7 @@ class STUNet(nn.Module):
 
     def check_input(self, frames: int, height: int, width: int) -> None:
         """Raise ValueError naming valid values when the clip cannot pass through the network."""
-        m = self.frame_multiple
-        if frames <= 0 or frames % m:
-            examples = ", ".join(str(f) for f in self.valid_frames(limit=max(8 * m, 32))[1:7])
-            raise ValueError(
-                f"frames must be a multiple of {m} (2**temporal_levels), e.g. {examples}; "
-                f"got {frames}"
-            )
+        self.cfg.check_frames(frames)
         self.spatial.check_size(height, width)
 
     def freeze_spatial(self, frozen: bool = True) -> STUNet:

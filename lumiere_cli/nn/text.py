@@ -176,6 +176,19 @@ class TextEncoder(nn.Module):
         tokens = self.tokenizer(list(prompts))
         return tokens.to(self.device)
 
+    def ignored_words(self, prompt: str) -> list[str]:
+        """The trailing words of `prompt` that fall past the context and never reach the model."""
+        room = self.cfg.context_length - 2  # start and end of text take one token each
+        words = prompt.split()
+        fits = lambda k: len(self.tokenizer.encode(" ".join(words[:k]))) <= room  # noqa: E731
+        if fits(len(words)):
+            return []
+        lo, hi = 0, len(words)  # fits(lo) holds, fits(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return words[lo:]
+
     @property
     def device(self) -> torch.device:
         return next(self.tower.parameters()).device

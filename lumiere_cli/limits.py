@@ -1,0 +1,52 @@
+"""The range of every number a user can give, in one table (no torch: --help reads it).
+
+The CLI's options take their `min`/`max` from here, and `check` applies the same rule to values
+that arrive another way (a JSONL item, a Python caller), so a number means the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Range:
+    lo: float
+    hi: float
+    kind: type = float  # int or float
+
+    def describe(self) -> str:
+        return f"between {self.lo:g} and {self.hi:g}" if self.kind is float else f"an integer from {self.lo} to {self.hi}"
+
+
+LIMITS: dict[str, Range] = {
+    "seed": Range(0, 2**63 - 1, int),
+    "steps": Range(1, 1000, int),
+    "guidance": Range(0.0, 50.0),
+    "schedule_shift": Range(0.05, 20.0),
+    "frames": Range(1, 4096, int),
+    "fps": Range(0.1, 240.0),
+    "input_fps": Range(0.1, 240.0),
+    "stride": Range(1, 1000, int),
+    "strength": Range(0.0, 1.0),
+    "alpha": Range(0.0, 1.0),
+    "style_steps": Range(1, 100_000, int),
+    "display_scale": Range(0, 64, int),
+    "eta": Range(0.0, 10.0),
+}
+
+
+def check(name: str, value: object) -> int | float:
+    """`value` as the named number's type, or a one-line UsageError saying what is allowed."""
+    rule = LIMITS[name]
+    label = name.replace("_", " ")
+    number_like = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number_like or not math.isfinite(value) or (rule.kind is int and not float(value).is_integer()):
+        raise UsageError(f"{label} must be {rule.describe()}, got {value!r}")
+    value = rule.kind(value)
+    if not rule.lo <= value <= rule.hi:
+        raise UsageError(f"{label} must be {rule.describe()}, got {value:g}")
+    return value
