@@ -629,11 +629,12 @@ def train_plan(plan: Sequence[TrainConfig], *, progress: Progress | None = None)
     return path
 
 
-def _card(card: dict[str, Any], cfg: TrainConfig, *, step: int, world: int, device, seconds: float) -> dict:
-    """The model card with this stage's record (replacing an earlier record of the same run)."""
-    record = {
-        "stage": cfg.stage, "steps": step, "batch_size": cfg.batch_size, "processes": world,
-        "samples_seen": step * cfg.batch_size * world, "lr": cfg.lr, "device": str(device.type),
+def stage_record(cfg: TrainConfig, *, steps: int, processes: int = 1, device: str = "cpu",
+                 seconds: float = 0.0) -> dict[str, Any]:
+    """The stage's row in the card's training table: what ran, and the options that shaped it."""
+    return {
+        "stage": str(cfg.stage), "steps": steps, "batch_size": cfg.batch_size, "processes": processes,
+        "samples_seen": steps * cfg.batch_size * processes, "lr": cfg.lr, "device": device,
         **({"text_lr": cfg.text_lr} if cfg.text_lr > 0 else {}),
         **({"sigma_range": list(cfg.sigma_range)} if cfg.sigma_range is not None else {}),
         **({"reversed_pairs": cfg.reversed_pairs} if cfg.reversed_pairs > 0 else {}),
@@ -644,5 +645,10 @@ def _card(card: dict[str, Any], cfg: TrainConfig, *, step: int, world: int, devi
         **({"hard_negatives": cfg.hard_negatives, "text_anchor": cfg.text_anchor} if cfg.stage == "text" else {}),
         "wall_minutes": round(seconds / 60, 1), "out_dir": cfg.out_dir,
     }
+
+
+def _card(card: dict[str, Any], cfg: TrainConfig, *, step: int, world: int, device, seconds: float) -> dict:
+    """The model card with this stage's record (replacing an earlier record of the same run)."""
+    record = stage_record(cfg, steps=step, processes=world, device=str(device.type), seconds=seconds)
     history = [r for r in card.get("training", []) if r.get("out_dir") != cfg.out_dir]
     return {**card, "training": history + [record]}

@@ -89,7 +89,16 @@ class WeightsInfo:
     config: ModelConfig
     card: dict[str, Any]
     content_hash: str
-    parameters: int  # elements over every stored tensor (the model's parameter count)
+    shapes: dict[str, tuple[int, ...]]  # every stored tensor's shape, by name
+
+    @property
+    def parameters(self) -> int:
+        """The model's parameter count: elements over every stored tensor."""
+        return self.parameters_under("")
+
+    def parameters_under(self, prefix: str) -> int:
+        """Elements of the tensors whose names start with `prefix` ("text.", "unet.spatial.")."""
+        return sum(math.prod(shape) for name, shape in self.shapes.items() if name.startswith(prefix))
 
 
 def parse_metadata(p: Path, meta: dict[str, str]) -> tuple[ModelConfig, dict[str, Any]]:
@@ -109,11 +118,11 @@ def read_info(path: str | os.PathLike | None = None) -> WeightsInfo:
     meta = _metadata(p, header)
     config, card = parse_metadata(p, meta)
     try:
-        parameters = sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
-    except (KeyError, TypeError) as e:
+        shapes = {name: tuple(int(n) for n in entry["shape"]) for name, entry in header.items()
+                  if name != "__metadata__"}
+    except (KeyError, TypeError, ValueError) as e:
         raise WeightsError(f"{p}: not a readable safetensors file (bad tensor entry: {e})") from None
-    return WeightsInfo(path=p, config=config, card=card, content_hash=meta.get("content_hash", ""),
-                       parameters=parameters)
+    return WeightsInfo(path=p, config=config, card=card, content_hash=meta.get("content_hash", ""), shapes=shapes)
 
 
 __all__ = [

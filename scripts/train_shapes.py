@@ -1,5 +1,6 @@
-"""The shipped model's recipe: text -> t2i -> video -> motion -> video again, each stage
-resumable (re-run to continue).
+"""A fresh recipe in the shipped model's spirit: text -> t2i -> video -> motion -> video again, each
+stage resumable (re-run to continue). The stages that actually produced the shipped weights are
+data: plans/shapes.json (`lumiere train --plan plans/shapes.json`).
 
     python scripts/train_shapes.py --out runs/shapes [--text-steps N --t2i-steps N --video-steps N
                                                       --motion-steps N --polish-steps N]
