@@ -29,9 +29,10 @@ def test_round_trip_frames_fps_and_metadata(tmp_path, fmt):
     out = tmp_path / (f"clip.{fmt}" if fmt != "png" else "clip")
     path = video_io.write_clip(out, frames, fps=8, format=fmt, metadata=META, display_scale=2)
     assert path == out and out.exists()
-    back, fps = video_io.read_video(out)
+    video = video_io.read_video(out)
+    back = video.frames
     assert back.shape == (8, 32, 32, 3)
-    assert fps == pytest.approx(8, rel=0.05)
+    assert video.fps == pytest.approx(8, rel=0.05) and video.stride == 1.0 and not video.has_audio
     expected = video_io.enlarge(frames, 2)
     if fmt in ("png", "webp"):  # lossless
         np.testing.assert_array_equal(back, expected)
@@ -52,8 +53,7 @@ def test_mp4_is_h264_yuv420p_faststart(tmp_path):
     assert "h264" in err and "yuv420p" in err
     data = out.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # faststart: index before the media data
-    frames, _ = video_io.read_video(out)
-    assert frames.shape[1:3] == (12, 20)
+    assert video_io.read_video(out).frames.shape[1:3] == (12, 20)
 
 
 def test_refuses_to_overwrite_and_overwrites_when_asked(tmp_path):
@@ -62,7 +62,7 @@ def test_refuses_to_overwrite_and_overwrites_when_asked(tmp_path):
     with pytest.raises(UsageError, match="--overwrite"):
         video_io.write_clip(out, _clip(), fps=8, format="gif")
     video_io.write_clip(out, _clip(t=4), fps=8, format="gif", overwrite=True)
-    assert video_io.read_video(out)[0].shape[0] == 4
+    assert video_io.read_video(out).frames.shape[0] == 4
     folder = tmp_path / "frames"
     video_io.write_clip(folder, _clip(), fps=8, format="png")
     video_io.write_clip(folder, _clip(t=4), fps=8, format="png", overwrite=True)

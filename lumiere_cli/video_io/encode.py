@@ -17,6 +17,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from .. import atomic
 from ..errors import UsageError
+from .audio import AudioSpan, mux_audio
 from .metadata import EXIF_DESCRIPTION, PNG_KEY, metadata_text
 
 FORMATS = ("mp4", "gif", "webp", "png")
@@ -60,9 +61,14 @@ def write_clip(
     display_scale: int = 1,
     display_filter: str = "nearest",
     overwrite: bool = False,
+    audio: AudioSpan | None = None,
 ) -> Path:
     """Write uint8 (t, h, w, 3) to `path` as mp4, gif, webp or png (a folder of frames), with
-    `metadata` inside the file. Atomic; refuses to replace an existing path unless `overwrite`."""
+    `metadata` inside the file. Atomic; refuses to replace an existing path unless `overwrite`.
+
+    `audio`: a stretch of a source's sound to put under an mp4 (muxed before the final rename, so
+    the clip appears with its sound or not at all). Other formats have no sound and ignore it, as
+    does a source without sound: `has_audio(path)` tells the caller what was kept."""
     path = Path(path)
     fmt = (format or path.suffix.lstrip(".") or "png").lower()
     if fmt not in FORMATS:
@@ -82,6 +88,8 @@ def write_clip(
     try:
         with atomic.staged(path, replace=overwrite) as tmp:
             writer(tmp, frames, fps, text)
+            if audio is not None and fmt == "mp4":
+                mux_audio(tmp, audio)
     except FileExistsError:
         raise UsageError(f"{path} already exists (pass --overwrite to replace it, or choose another name)") from None
     except PermissionError as e:
