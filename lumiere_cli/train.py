@@ -98,8 +98,9 @@ def _setup(cfg: TrainConfig) -> Dist:
     rank = int(os.environ.get("RANK", "0"))
     device = torch.device(resolve_device(cfg.device))
     if device.type == "cuda":
+        if device.index is None:  # "cuda" outside torchrun: the current GPU (DDP wants an index)
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
-        device = torch.device("cuda", torch.cuda.current_device())  # DDP wants the index
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world, device)

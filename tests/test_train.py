@@ -318,3 +318,14 @@ def test_device_choice_follows_the_one_device_rule(tmp_path):
 
     with pytest.raises(UsageError, match="--device cuda but no CUDA GPU is visible"):
         train(_cfg(tmp_path, device="cuda"))
+
+
+def test_setup_gives_ddp_an_indexed_gpu(monkeypatch):
+    import lumiere_cli.train as train_mod
+
+    chosen = []
+    monkeypatch.setattr(train_mod, "resolve_device", lambda choice: "cuda")  # "auto" outside torchrun
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert train_mod._setup(TrainConfig()).device == torch.device("cuda", 0)
+    assert chosen == [torch.device("cuda", 0)]
