@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from .errors import UsageError
+
 
 class Choice(str, Enum):
     """A str Enum whose str() is its value, so messages and JSON show "ddim", not "Sampler.ddim"."""
@@ -17,11 +19,11 @@ class Choice(str, Enum):
 
     @classmethod
     def parse(cls, value: object, what: str):
-        """The member for `value`, or a ValueError naming the choices."""
+        """The member for `value`, or a one-line UsageError naming the choices."""
         try:
             return cls(value)
         except ValueError:
-            raise ValueError(f"{what} must be one of {cls.names()}, got {value!r}") from None
+            raise UsageError(f"{what} must be one of {cls.names()}, got {value!r}") from None
 
 
 class Sampler(Choice):

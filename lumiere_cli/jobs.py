@@ -85,16 +85,9 @@ class _Prepared:
 
 def model_config(weights: str | Path | None) -> ModelConfig:
     """The config stored in the weights' header: enough to check requests without loading them."""
-    from .config import loads
-    from .weights import read_header
+    from .weights_header import read_info
 
-    meta = read_header(weights)
-    try:
-        return loads(ModelConfig, meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        from .errors import WeightsError
-
-        raise WeightsError(f"unreadable model config in the weights ({e})") from None
+    return read_info(weights).config
 
 
 def check(requests: list[Request], cfg: ModelConfig, problems: Problems | None = None) -> list[_Prepared]:
@@ -222,7 +215,8 @@ class _RunState:
 
 
 def _load(weights, device):
-    from .weights import load_model, resolve
+    from .weights import load_model
+    from .weights_header import resolve
 
     model = load_model(weights, device=device)
     return model, {"path": str(resolve(weights)), "hash": model.weights_hash}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from einops import rearrange, repeat
 
-from . import limits
+from . import limits, pixels
 from .choices import Sampler, Task
 from .config import SampleOptions
 from .diffusion.samplers import SAMPLERS
@@ -91,8 +91,8 @@ def generate(
     # 2. encode the prompt and the negative prompt (the unconditional branch of guidance)
     progress("encode", 0, 1)
     with torch.inference_mode():
-        cond = _text_kwargs(model, [prompt], device)
-        uncond = _text_kwargs(model, [options.negative], device) if options.guidance != 1 else None
+        cond = text_kwargs(model, [prompt], device)
+        uncond = text_kwargs(model, [options.negative], device) if options.guidance != 1 else None
     progress("encode", 1, 1)
     t_encoded = time.perf_counter()
 
@@ -164,8 +164,8 @@ def generate_batch(
 
     progress("encode", 0, 1)
     with torch.inference_mode():
-        cond = _text_kwargs(model, list(prompts), device)
-        uncond = _text_kwargs(model, [options.negative], device) if options.guidance != 1 else None
+        cond = text_kwargs(model, list(prompts), device)
+        uncond = text_kwargs(model, [options.negative], device) if options.guidance != 1 else None
     progress("encode", 1, 1)
     t_encoded = time.perf_counter()
 
@@ -207,7 +207,7 @@ def resolve_options(cfg, options: SampleOptions) -> SampleOptions:
         steps=d.sampling_steps if options.steps is None else options.steps,
         guidance=d.sampling_guidance if options.guidance is None else options.guidance,
         schedule_shift=sampling_shift(cfg, options),
-        sampler=Sampler(d.sampling_sampler if options.sampler is None else options.sampler).value,
+        sampler=Sampler.parse(d.sampling_sampler if options.sampler is None else options.sampler, "sampler").value,
     )
 
 
@@ -290,21 +290,19 @@ def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options:
     return frames
 
 
-def _text_kwargs(model: LumiereModel, prompts: list[str], device) -> dict[str, torch.Tensor]:
+def text_kwargs(model: LumiereModel, prompts: list[str], device) -> dict[str, torch.Tensor]:
     """The denoiser's text arguments for a batch of prompts (one negative prompt broadcasts)."""
     return {k: v.to(device) for k, v in model.text.encode(prompts).as_kwargs().items()}
 
 
 def _to_clip(video: np.ndarray) -> torch.Tensor:
     """uint8 (t, h, w, c) -> float (1, c, t, h, w) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(video)).float() / 127.5 - 1
-    return rearrange(x, "t h w c -> 1 c t h w")
+    return rearrange(pixels.from_uint8(video), "t h w c -> 1 c t h w")
 
 
 def _to_uint8(clip: torch.Tensor) -> np.ndarray:
     """float (c, t, h, w) in [-1, 1] -> uint8 (t, h, w, c)."""
-    x = ((clip.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return rearrange(x, "c t h w -> t h w c").cpu().numpy()
+    return rearrange(pixels.to_uint8(clip), "c t h w -> t h w c").cpu().numpy()
 
 
 def known_from_region(generate_region: np.ndarray, frames: int) -> torch.Tensor:

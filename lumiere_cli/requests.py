@@ -23,7 +23,7 @@ REQUIRED_INPUTS: dict[Task, tuple[str, ...]] = {
     Task.t2v: (), Task.stylize: (), Task.i2v: ("image",), Task.inpaint: ("video", "mask"),
     Task.cinemagraph: ("image", "mask"), Task.edit: ("video",),
 }
-DEFAULT_STRENGTH = 0.4  # edit: keeps the input's layout and colours (README, "Editing")
+DEFAULT_STRENGTH = 0.2  # edit: keeps the layout, takes the prompt (README, "Editing": scripts/edit_strength.py)
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,9 @@ def _validate(r: Request) -> Request:
         limits.check("stride", inputs.stride)
     if inputs.input_fps is not None:
         limits.check("input_fps", inputs.input_fps)
-    out = r.output
+    inputs = replace(inputs, **{k: Path(getattr(inputs, k)) for k in _PATH_KEYS if getattr(inputs, k) is not None})
+    out = replace(r.output, path=None if r.output.path is None else Path(r.output.path), out_dir=Path(r.output.out_dir),
+                  format=None if r.output.format is None else Format.parse(r.output.format, "format"))
     limits.check("display_scale", out.display_scale)
     if out.display_filter not in ("nearest", "lanczos"):
         raise UsageError(f"display filter must be nearest or lanczos, got {out.display_filter!r}")
@@ -123,7 +125,7 @@ def _validate(r: Request) -> Request:
     elif task is Task.stylize:
         raise UsageError("stylize needs --ref IMAGE or --style-weights FILE")
     seed = secrets.randbelow(2**31) if r.seed is None else limits.check("seed", r.seed)
-    return replace(r, task=task, prompt=prompt, inputs=inputs, seed=seed)
+    return replace(r, task=task, prompt=prompt, inputs=inputs, output=out, seed=seed)
 
 
 def _tasks_taking(name: str) -> list[str]:

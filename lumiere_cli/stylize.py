@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from einops import rearrange, repeat
 
-from . import atomic
+from . import atomic, pixels
 from .errors import InputError, UsageError
 from .model import LumiereModel
 from .nn.layers import fast_autocast
@@ -60,7 +60,7 @@ def train_style(
     opt = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.99))
     with torch.no_grad():
         text = model.text.encode([""])
-    x0 = rearrange(torch.from_numpy(image).float() / 127.5 - 1, "h w c -> 1 c h w")
+    x0 = rearrange(pixels.from_uint8(image), "h w c -> 1 c h w")
     ctx = {k: repeat(v, "1 ... -> b ...", b=batch_size).to(device)
            for k, v in text.as_kwargs().items()}
     for step in range(steps):

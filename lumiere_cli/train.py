@@ -49,6 +49,7 @@ from .masks import IMAGE_LAYOUTS, VIDEO_LAYOUTS, random_known_mask
 from .model import LumiereModel
 from .nn.layers import fast_autocast
 from .nn.video_encoder import VideoEncoder
+from .pixels import from_unit
 from .progress import Progress, or_silent
 
 STAGES = tuple(s.value for s in Stage)
@@ -268,7 +269,7 @@ def _posterior_targets(batch: dict[str, Any], k: int, rng: Any) -> torch.Tensor:
         return target
     t, s = x0.shape[2], x0.shape[-1]
     specs = [spec for i in free for spec in draw_like(batch["captions"][i], k, rng)]
-    drawn = rearrange(render_batch(specs, t, s).mul_(2).sub_(1), "(b n) c t h w -> b n c t h w", n=k)
+    drawn = rearrange(from_unit(render_batch(specs, t, s), inplace=True), "(b n) c t h w -> b n c t h w", n=k)
     candidates = torch.cat([x0[free, None], drawn], dim=1)
     x = x0[free] + sigma[free, None, None, None, None] * noise[free]
     target[free] = posterior_mean(x, sigma[free], candidates)
@@ -341,10 +342,12 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def _check_model_config(cfg: ModelConfig) -> None:
     """One-line errors for the values a stage can set on any model."""
-    factor = 2 ** cfg.unet.temporal_levels
-    if not isinstance(cfg.frames, int) or isinstance(cfg.frames, bool) or cfg.frames < 1 or cfg.frames % factor:
-        raise UsageError(f"frames must be a multiple of the model's temporal factor {factor} "
-                         f"(2**unet.temporal_levels), got {cfg.frames!r}")
+    if not isinstance(cfg.frames, int) or isinstance(cfg.frames, bool):
+        raise UsageError(f"frames must be an integer, got {cfg.frames!r}")
+    try:
+        cfg.unet.check_frames(cfg.frames)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     d = cfg.diffusion
     numbers = {"fps": cfg.fps, "diffusion.schedule_shift": d.schedule_shift, "diffusion.sample_shift": d.sample_shift,
                "diffusion.sample_guidance": d.sample_guidance}
@@ -354,10 +357,7 @@ def _check_model_config(cfg: ModelConfig) -> None:
         if not ok:
             raise UsageError(f"{name} must be a positive number, got {value!r}")
     if d.sample_sampler is not None:
-        try:
-            Sampler.parse(d.sample_sampler, "diffusion.sample_sampler")
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        Sampler.parse(d.sample_sampler, "diffusion.sample_sampler")
 
 
 def stage_model_config(cfg: TrainConfig) -> ModelConfig:
@@ -429,10 +429,7 @@ def _ema_update(ema: nn.Module, model: nn.Module, trainable: list[str], decay: f
 
 def _check(cfg: TrainConfig) -> ModelConfig:
     """One-line errors for a stage's settings; returns the config its model will have."""
-    try:
-        Stage.parse(cfg.stage, "stage")
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    Stage.parse(cfg.stage, "stage")
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise UsageError("steps and batch size must be at least 1")
     if cfg.log_every < 1 or cfg.checkpoint_every < 1:

@@ -21,7 +21,7 @@ from .config import dumps
 from .errors import WeightsError
 from .model import LumiereModel
 from .weights_header import (  # noqa: F401 - the header half, re-exported for callers that load anyway
-    FILENAME, FORMAT, PICKLE_SUFFIXES, REPO_WEIGHTS, RUN_WEIGHTS, WeightsInfo, default_weights_path,
+    FILENAME, FORMAT, PICKLE_SUFFIXES, SHIPPED_WEIGHTS, RUN_WEIGHTS, WeightsInfo, default_weights_path,
     parse_metadata, read_header, read_info, resolve, weights_hash,
 )
 

@@ -22,12 +22,13 @@ FORMAT = "lumiere-cli/1"
 FILENAME = "model.safetensors"
 RUN_WEIGHTS = "weights"  # a training run's folder keeps its weights here (train.py)
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle"}
-REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+# The shipped model travels inside the package, so a plain `pip install` finds it too.
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "shipped"
 MAX_HEADER_BYTES = 100_000_000
 
 
 def default_weights_path() -> Path:
-    return Path(os.environ.get("LUMIERE_WEIGHTS") or REPO_WEIGHTS)
+    return Path(os.environ.get("LUMIERE_WEIGHTS") or SHIPPED_WEIGHTS)
 
 
 def resolve(path: str | os.PathLike | None) -> Path:
@@ -126,6 +127,6 @@ def read_info(path: str | os.PathLike | None = None) -> WeightsInfo:
 
 
 __all__ = [
-    "FILENAME", "FORMAT", "PICKLE_SUFFIXES", "REPO_WEIGHTS", "RUN_WEIGHTS", "WeightsInfo", "default_weights_path",
+    "FILENAME", "FORMAT", "PICKLE_SUFFIXES", "SHIPPED_WEIGHTS", "RUN_WEIGHTS", "WeightsInfo", "default_weights_path",
     "parse_metadata", "read_header", "read_info", "resolve", "weights_hash",
 ]

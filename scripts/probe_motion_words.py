@@ -22,7 +22,8 @@ from dataclasses import replace
 
 import torch
 
-from lumiere_cli.pipeline import _text_kwargs
+from lumiere_cli.pipeline import text_kwargs
+from lumiere_cli.pixels import from_uint8, from_unit
 from lumiere_cli.weights import load_model
 from lumiere_cli.world.render import render_batch, sample_spec
 from lumiere_cli.world.vocab import BACKGROUNDS, OPPOSITE_MOTION, caption
@@ -50,9 +51,9 @@ def error_ratios(model, motions: tuple[str, ...], n: int, seed: int) -> list[flo
     """Mirrored-over-true x0 error per sigma, on n clips whose motion is one of `motions`."""
     specs = _specs(motions, n, seed)
     cfg = model.config
-    x0 = render_batch(specs, cfg.frames, cfg.size) * 2 - 1
-    true = _text_kwargs(model, [caption(s) for s in specs], "cpu")
-    mirrored = _text_kwargs(model, [caption(replace(s, motion=OPPOSITE_MOTION[s.motion])) for s in specs], "cpu")
+    x0 = from_unit(render_batch(specs, cfg.frames, cfg.size))
+    true = text_kwargs(model, [caption(s) for s in specs], "cpu")
+    mirrored = text_kwargs(model, [caption(replace(s, motion=OPPOSITE_MOTION[s.motion])) for s in specs], "cpu")
     gen = torch.Generator().manual_seed(seed)
     ratios = []
     for sigma in SIGMAS:
@@ -68,7 +69,7 @@ def centroid_travel(video: torch.Tensor, background: str, motion: str) -> float:
     """Centroid shift, last frame minus first, along the motion's axis (frame widths; + is right or down).
 
     video (3, t, h, w) in [-1, 1]; each pixel weighs by its distance from the background colour."""
-    bg = torch.tensor(BACKGROUNDS[background], dtype=video.dtype) / 255 * 2 - 1
+    bg = from_uint8(torch.tensor(BACKGROUNDS[background], dtype=video.dtype))
     weight = (video - bg[:, None, None, None]).abs().sum(0)  # (t, h, w)
     weight = weight / weight.sum((-2, -1), keepdim=True).clamp_min(1e-8)
     horizontal = motion in ("moving left", "moving right")
@@ -83,10 +84,10 @@ def far_travels(model, motion: str, colour: str, background: str, n: int, sigma:
     estimate's at `sigma` over n noise draws."""
     specs = [replace(s, colour=colour, shape="square", background=background) for s in _specs((motion,), n, seed)]
     cfg = model.config
-    mean_clip = (render_batch(specs, cfg.frames, cfg.size) * 2 - 1).mean(0)
+    mean_clip = from_unit(render_batch(specs, cfg.frames, cfg.size)).mean(0)
     gen = torch.Generator().manual_seed(seed)
     x = sigma * torch.randn(n, 3, cfg.frames, cfg.size, cfg.size, generator=gen)
-    text = _text_kwargs(model, [caption(specs[0])] * n, "cpu")
+    text = text_kwargs(model, [caption(specs[0])] * n, "cpu")
     with torch.inference_mode():
         estimate = model.denoiser(x, torch.full((n,), sigma), **text).mean(0)
     return centroid_travel(mean_clip, background, motion), centroid_travel(estimate, background, motion)

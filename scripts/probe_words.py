@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import torch
 
+from lumiere_cli.pixels import from_unit
 from lumiere_cli.weights import load_model
 from lumiere_cli.world.render import render_batch, sample_spec
 from lumiere_cli.world.vocab import OPPOSITE_MOTION as OPPOSITE
@@ -49,7 +50,7 @@ def main() -> None:
         if spec.motion in OPPOSITE:
             specs.append(spec)
     cfg = model.config
-    x0 = render_batch(specs, cfg.frames, cfg.size) * 2 - 1
+    x0 = from_unit(render_batch(specs, cfg.frames, cfg.size))
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
     known = torch.zeros(x0.shape[0], 1, *x0.shape[2:])
     if args.layout == "i2v":

@@ -1,6 +1,6 @@
-"""Copy trained weights into weights/ (fp16, with the eval figures in the card) and write the model card.
+"""Copy trained weights into lumiere_cli/shipped/ (fp16, with the eval figures in the card) and write the model card.
 
-    python scripts/ship_weights.py --src runs/shapes/video/weights --eval eval.json [--dst weights]
+    python scripts/ship_weights.py --src runs/shapes/video/weights --eval eval.json [--dst lumiere_cli/shipped]
 
 `--eval` is the JSON that `lumiere eval --json-out` writes for the same weights.
 """
@@ -16,6 +16,7 @@ import torch
 
 from lumiere_cli import card as model_card
 from lumiere_cli.atomic import write_text
+from lumiere_cli.choices import Sampler
 from lumiere_cli.config import SampleOptions
 from lumiere_cli.pipeline import resolve_options
 from lumiere_cli.weights import load_model, read_info, save_model
@@ -27,13 +28,13 @@ def main() -> None:
     ap.add_argument("--eval", dest="eval_json")
     ap.add_argument("--repeat-eval", action="append", default=[],
                     help="another eval JSON of the same weights and settings, other seed: its rows join the table (repeatable)")
-    ap.add_argument("--dst", default="weights")
+    ap.add_argument("--dst", default="lumiere_cli/shipped")
     ap.add_argument("--compute", default="")
     ap.add_argument("--sample-shift", type=float, default=None,
                     help="the schedule shift sampling uses by default (DiffusionConfig.sample_shift)")
     ap.add_argument("--sample-guidance", type=float, default=None,
                     help="the guidance scale sampling uses by default (DiffusionConfig.sample_guidance)")
-    ap.add_argument("--sample-sampler", choices=("ddim", "dpmpp-2m"), default=None,
+    ap.add_argument("--sample-sampler", choices=[s.value for s in Sampler], default=None,
                     help="the sampler sampling uses by default (DiffusionConfig.sample_sampler)")
     ap.add_argument("--known-issue", action="append", default=[],
                     help="a measured weakness for the card's Limitations (repeatable)")

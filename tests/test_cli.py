@@ -445,3 +445,138 @@ def test_debug_shows_traceback(env, monkeypatch):
     monkeypatch.setenv("LUMIERE_DEBUG", "1")
     r = invoke("i2v", "x", "--image", "nope.png", *FAST)
     assert r.exit_code == 3 and "Traceback" in r.stderr
+
+
+# ----------------------------------------------------------------------------- files a user can trust
+
+
+def _lumiere(env, *args, **popen):
+    """`lumiere ARGS` as its own process, in `env`, with the tiny model."""
+    repo = str(Path(__file__).resolve().parents[1])
+    environ = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": os.pathsep.join(filter(None, (repo, os.environ.get("PYTHONPATH"))))}
+    return subprocess.Popen([sys.executable, "-m", "lumiere_cli", *map(str, args)], cwd=env, env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def test_concurrent_runs_get_distinct_default_names(env):
+    procs = [_lumiere(env, "t2v", "a red circle", "--seed", 7, "--out-dir", "outs", "-f", "gif", "--json", *FAST)
+             for _ in range(3)]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _, _ in results), results
+    paths = sorted(json.loads(out)["path"] for _, out, _ in results)
+    assert paths == ["outs/a-red-circle_7-2.gif", "outs/a-red-circle_7-3.gif", "outs/a-red-circle_7.gif"]
+    assert sorted(p.name for p in (env / "outs").iterdir()) == sorted([*(Path(p).name for p in paths),
+                                                                      *(Path(p).name + ".json" for p in paths)])
+
+
+def test_two_runs_naming_one_output_one_wins(env):
+    procs = [_lumiere(env, "t2v", "a red circle", "--seed", s, "-o", "new.gif", *FAST) for s in (1, 2)]
+    codes = sorted(p.wait(timeout=300) for p in procs)
+    assert codes == [0, 2], [p.stderr.read() for p in procs]
+    assert video_io.read_metadata("new.gif")["seed"] in (1, 2)
+    assert sorted(p.name for p in env.iterdir() if p.name != "cache") == ["new.gif", "new.gif.json"]
+
+
+def test_overwrite_never_deletes_a_users_folder(env):
+    mine = env / "holiday"
+    mine.mkdir()
+    (mine / "IMG_0001.jpg").write_bytes(b"\xff\xd8 a photo")
+    for args in (["-o", "holiday"], ["-o", "holiday", "-f", "png"]):
+        r = invoke("t2v", "a red circle", *args, "--overwrite", *FAST)
+        _one_line_error(r, 2)
+        assert "did not write" in r.stderr and "loading model" not in r.stderr
+    assert [p.name for p in mine.iterdir()] == ["IMG_0001.jpg"]
+    # Its own frame folder it replaces.
+    assert invoke("t2v", "a red circle", "-o", "frames", "--seed", 1, *FAST).exit_code == 0
+    r = invoke("t2v", "a blue square", "-o", "frames", "--seed", 2, "--overwrite", *FAST)
+    assert r.exit_code == 0, r.output
+    assert video_io.read_metadata("frames")["prompt"] == "a blue square"
+
+
+def test_unwritable_outputs_fail_before_the_model_loads(env):
+    for args in (["-o", "/proc/x.mp4"], ["--out-dir", "/proc/outs"]):
+        r = invoke("t2v", "a red circle", *args, *FAST)
+        _one_line_error(r, 2)
+        assert "loading model" not in r.stderr
+
+
+def test_batch_items_supply_the_commands_inputs(env, model_cfg):
+    _still(env / "a.png")
+    _still(env / "b.png", colour=(30, 30, 200))
+    Path("items.jsonl").write_text('{"prompt": "x", "image": "a.png"}\n{"prompt": "y", "image": "b.png"}\n')
+    r = invoke("i2v", "--prompts", "items.jsonl", "--json", "-f", "gif", *FAST)
+    assert r.exit_code == 0, r.output
+    assert [rec["prompt"] for rec in json_lines(r)] == ["x", "y"]
+    Path("bad.jsonl").write_text('{"prompt": "x", "image": "a.png"}\n{"prompt": "y"}\n{"prompt": "z", "image": "no.png"}\n')
+    r = invoke("i2v", "--prompts", "bad.jsonl", "--json", "-f", "gif", *FAST)
+    assert r.exit_code == 2 and "bad.jsonl:2: i2v needs --image" in r.stderr and "bad.jsonl:3:" in r.stderr, r.stderr
+    assert "loading model" not in r.stderr
+
+
+def test_words_past_the_text_context_are_named(env, model_cfg):
+    long = "a red circle moving left on a black background " * 4
+    r = invoke("t2v", long + "then a blue square", "--json", "-f", "gif", *FAST)
+    assert r.exit_code == 0, r.output
+    ignored = json_lines(r)[0]["ignored_words"]
+    assert ignored and ignored[-4:] == ["then", "a", "blue", "square"]
+    assert f"the last {len(ignored)} words" in r.stderr
+
+
+def test_steps_default_to_the_models_recommendation(env, tiny_weights):
+    from dataclasses import replace
+
+    from lumiere_cli.weights import save_model
+
+    model = load_model(tiny_weights)
+    model.config = replace(model.config, diffusion=replace(model.config.diffusion, sample_steps=3))
+    save_model(model, env / "w3")
+    r = invoke("t2v", "a red circle", "--json", "-f", "gif", "--weights", "w3", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert video_io.read_metadata(json_lines(r)[0]["path"])["steps"] == 3
+
+
+def test_edit_strength_zero_returns_the_input(env, model_cfg):
+    _, src = _video(env / "in", model_cfg.frames, model_cfg.size)
+    r = invoke("edit", "a green triangle", "--video", "in", "--strength", 0, "-o", "out", *FAST)
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(video_io.read_video("out").frames, src)
+
+
+def test_the_readme_python_example_writes_the_clis_bytes(env, tiny_weights):
+    """README, "Python API": its example and the command it names write identical files."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    command = re.search(r"`lumiere (t2v [^`]*)`", section).group(1)
+    (env / "py").mkdir()
+    (env / "cli").mkdir()
+    os.chdir(env / "py")
+    exec(compile(code, "README.md", "exec"), {})
+    os.chdir(env / "cli")
+    import shlex
+
+    r = invoke(*shlex.split(command), "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    a, b = (env / "py" / "clip.mp4").read_bytes(), (env / "cli" / "clip.mp4").read_bytes()
+    assert a == b and len(a) > 1000
+
+
+def test_edit_samples_a_25_fps_input_at_the_models_rate_and_keeps_its_sound(env, model_cfg):
+    import imageio_ffmpeg
+
+    src = env / "in.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25",
+                    "-f", "lavfi", "-i", "sine=frequency=440", "-t", "3", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    "-shortest", str(src)], check=True)
+    r = invoke("edit", "a red circle", "--video", src, "-o", "out.mp4", "--strength", 0.5, *FAST)
+    assert r.exit_code == 0, r.output
+    assert "(25 fps) at 8 fps" in r.stderr
+    out = video_io.probe("out.mp4")
+    assert out.has_audio and out.fps == pytest.approx(model_cfg.fps)
+    assert out.duration_s == pytest.approx(model_cfg.frames / model_cfg.fps, abs=0.2)
+    r = invoke("edit", "a red circle", "--video", src, "-o", "out.gif", *FAST)
+    assert r.exit_code == 0 and "audio was dropped" in r.stderr
+    r = invoke("edit", "a red circle", "--video", src, "-o", "slow.mp4", "--stride", 1, "--json", *FAST)
+    assert r.exit_code == 0 and json_lines(r)[0]["fps"] == pytest.approx(25.0)  # every frame, at the input's rate

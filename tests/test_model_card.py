@@ -11,7 +11,7 @@ from pathlib import Path
 from lumiere_cli import card
 from lumiere_cli.config import TrainConfig
 from lumiere_cli.train import load_plan, plan_stages, stage_model_config, stage_record
-from lumiere_cli.weights_header import REPO_WEIGHTS, read_info
+from lumiere_cli.weights_header import SHIPPED_WEIGHTS, read_info
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = ROOT / "plans" / "shapes.json"
@@ -23,8 +23,8 @@ RUN_FACTS = {"processes", "samples_seen", "device", "wall_minutes"}
 
 
 def test_shipped_card_page_is_rendered_from_the_header():
-    shipped = read_info(REPO_WEIGHTS)
-    assert card.render(shipped) == (REPO_WEIGHTS / "MODEL_CARD.md").read_text(encoding="utf-8")
+    shipped = read_info(SHIPPED_WEIGHTS)
+    assert card.render(shipped) == (SHIPPED_WEIGHTS / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert card.eval_verdict(shipped.card["eval"]) == shipped.card["eval_verdict"]
     assert card.targets_met(shipped.card["eval"])
 
@@ -45,7 +45,7 @@ def test_verdict_and_motion_confusion():
 
 
 def test_shapes_plan_agrees_with_the_shipped_training_table():
-    shipped = read_info(REPO_WEIGHTS)
+    shipped = read_info(SHIPPED_WEIGHTS)
     records = shipped.card["training"]
     stages = plan_stages(load_plan(PLAN))
     assert len(stages) == len(records)

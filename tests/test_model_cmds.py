@@ -70,10 +70,10 @@ def test_info_reads_the_header_only(tiny_weights, tiny_model):
 
 
 def test_shipped_weights_parameter_count_from_the_header():
-    from lumiere_cli.weights_header import REPO_WEIGHTS, read_info
+    from lumiere_cli.weights_header import SHIPPED_WEIGHTS, read_info
 
-    header = read_info(REPO_WEIGHTS)
-    model = load_model(REPO_WEIGHTS)
+    header = read_info(SHIPPED_WEIGHTS)
+    model = load_model(SHIPPED_WEIGHTS)
     assert header.parameters == sum(p.numel() for p in model.parameters())
     assert header.config == model.config and header.content_hash == model.weights_hash
 
@@ -133,7 +133,7 @@ def test_train_config_with_init(env):
     assert r.exit_code == 2 and "only in a video stage" in r.stderr
     r = invoke("train", "--stage", "video", "--steps", 1, "--out", "bad", "--init", "t2i",
                "--config", '{"frames": 3}', *FAST_TRAIN)
-    assert r.exit_code == 2 and "multiple of the model's temporal factor 2" in r.stderr
+    assert r.exit_code == 2 and "frames must be a multiple of 2" in r.stderr
     r = invoke("train", "--stage", "image", "--steps", 1, "--out", "bad")
     assert r.exit_code == 2 and "image" in r.output
 

@@ -116,7 +116,7 @@ def test_known_pixels_come_back_unchanged(tiny_model):
     video = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
     mask = np.zeros((16, 16), np.float32)
     mask[4:12, 4:12] = 1
-    out = generate(tiny_model, "a red circle", task="inpaint", inputs=Inputs(video=video, mask=mask),
+    out = generate(tiny_model, "a red circle", task="inpaint", inputs=Inputs(video=video, generate_region=mask),
                    options=FAST, seed=0).frames
     assert np.array_equal(out[:, mask == 0], video[:, mask == 0])
     assert not np.array_equal(out[:, mask == 1], video[:, mask == 1])
@@ -125,7 +125,7 @@ def test_known_pixels_come_back_unchanged(tiny_model):
     out = generate(tiny_model, "a red circle", task="i2v", inputs=Inputs(image=image), options=FAST, seed=0).frames
     assert np.array_equal(out[0], image)
 
-    out = generate(tiny_model, "a red circle", task="cinemagraph", inputs=Inputs(image=image, mask=mask),
+    out = generate(tiny_model, "a red circle", task="cinemagraph", inputs=Inputs(image=image, generate_region=mask),
                    options=FAST, seed=0).frames
     assert np.array_equal(out[0], image)
     assert all(np.array_equal(f[mask == 0], image[mask == 0]) for f in out)
@@ -155,7 +155,7 @@ def test_longer_clip_through_temporal_windows(tiny_model):
     (dict(task="i2v"), UsageError),
     (dict(task="edit", inputs=Inputs(video=np.zeros((8, 16, 16, 3), np.uint8), strength=1.5)), UsageError),
     (dict(task="i2v", inputs=Inputs(image=np.zeros((20, 16, 3), np.uint8))), InputError),
-    (dict(task="inpaint", inputs=Inputs(video=np.zeros((8, 16, 16, 3), np.uint8), mask=np.ones((8, 8)))), InputError),
+    (dict(task="inpaint", inputs=Inputs(video=np.zeros((8, 16, 16, 3), np.uint8), generate_region=np.ones((8, 8)))), InputError),
 ])
 def test_bad_requests_raise_one_line_errors(tiny_model, kwargs, err):
     kwargs = {"prompt": "a red circle", **kwargs}
@@ -228,7 +228,7 @@ def test_older_weights_grow_into_new_layers_only_when_asked(tiny_model, tmp_path
 
 def test_shipped_weights_load_by_default_and_generate(monkeypatch):
     monkeypatch.delenv("LUMIERE_WEIGHTS", raising=False)
-    model = load_model()  # weights/model.safetensors, hash-checked
+    model = load_model()  # lumiere_cli/shipped/model.safetensors, hash-checked
     cfg = model.config
     assert cfg.frames >= 16 and cfg.size >= 32 and "circle" in cfg.vocabulary
     assert model.card["training"] and "eval" in model.card

@@ -251,7 +251,7 @@ def test_init_takes_a_run_folder_and_changes_only_what_no_weight_depends_on(tmp_
     refused(r"^unet\.channels cannot change on --init weights", model_overrides={"unet": {"channels": [8, 16]}})
     refused(r"unet\.heads, size cannot change", model_overrides={"unet": {"heads": 1}, "size": 8})
     refused("frames can change on --init weights only in a video stage", stage="t2i", model_overrides={"frames": 4})
-    refused("frames must be a multiple of the model's temporal factor 2", model_overrides={"frames": 6 - 1})
+    refused("frames must be a multiple of 2", model_overrides={"frames": 6 - 1})
     refused("sample_sampler must be one of ddim, dpmpp-2m", model_overrides={"diffusion": {"sample_sampler": "euler"}})
     refused("unknown ModelConfig keys: frame", model_overrides={"frame": 4})
     refused("with init the stage continues the init's config", model=TINY)

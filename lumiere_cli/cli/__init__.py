@@ -14,7 +14,7 @@ import traceback
 import typer
 
 from lumiere_cli.cli import generate, model_cmds
-from lumiere_cli.cli.ui import INTERRUPTED, debug_enabled, report_error
+from lumiere_cli.cli.ui import INTERRUPTED, debug_enabled, failure, report_error
 
 app = typer.Typer(
     name="lumiere",
@@ -31,33 +31,15 @@ model_cmds.register(app)
 
 def main() -> None:
     """Entry point: run the app and map anything that escapes a command to an exit code."""
-    from lumiere_cli.errors import LumiereError
-
     try:
         # Not standalone: Click's own usage errors come back here, to be reported in one line.
         code = app(args=sys.argv[1:] or ["--help"], prog_name="lumiere", standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
-    except typer.TyperException as e:  # Click's usage errors (bad option, bad value, no such command)
-        ctx = getattr(e, "ctx", None)
-        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        report_error(f"{e.format_message()}{hint}")
-        sys.exit(getattr(e, "exit_code", 2))
-    except typer.Abort:
-        report_error("interrupted")
-        sys.exit(INTERRUPTED)
-    except KeyboardInterrupt:
-        report_error("interrupted")
-        sys.exit(INTERRUPTED)
-    except LumiereError as e:
-        if debug_enabled():
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
+        code, message = failure(e)
+        if debug_enabled() and code != INTERRUPTED:
             traceback.print_exc()
-        report_error(str(e))
-        sys.exit(e.exit_code)
-    except Exception as e:  # noqa: BLE001
-        if debug_enabled():
-            traceback.print_exc()
-        report_error(f"{type(e).__name__}: {e} (set LUMIERE_DEBUG=1 for a traceback)")
-        sys.exit(1)
+        report_error(message)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

@@ -18,8 +18,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from lumiere_cli.errors import LumiereError
-
 INTERRUPTED = 130
 
 
@@ -39,8 +37,24 @@ def report_error(message: str) -> None:
         console.print(f"[bold red]error:[/] {escape(line)}")
 
 
+def failure(e: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line message for an exception that ends a command (README,
+    "Exit codes"): the one mapping the entry point and every command share."""
+    from lumiere_cli.errors import LumiereError
+
+    if isinstance(e, KeyboardInterrupt | typer.Abort):
+        return INTERRUPTED, "interrupted"
+    if isinstance(e, typer.TyperException):  # usage errors: bad option, bad value, no such command
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        return getattr(e, "exit_code", 2), f"{e.format_message()}{hint}"
+    if isinstance(e, LumiereError):
+        return e.exit_code, str(e)
+    return 1, f"{type(e).__name__}: {e} (set LUMIERE_DEBUG=1 for a traceback)"
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """Turn known failures into one line on stderr and the documented exit code.
+    """Turn failures into one line on stderr and the documented exit code.
 
     Applied to every command (not only in `main`) so Typer's test runner sees the same exit codes
     a shell does. LUMIERE_DEBUG=1 shows the traceback as well.
@@ -52,19 +66,12 @@ def handle_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
-        except KeyboardInterrupt:
-            report_error("interrupted")
-            raise typer.Exit(INTERRUPTED) from None
-        except LumiereError as e:
-            if debug_enabled():
+        except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the last line of defence for the user
+            code, message = failure(e)
+            if debug_enabled() and code != INTERRUPTED:
                 traceback.print_exc()
-            report_error(str(e))
-            raise typer.Exit(e.exit_code) from None
-        except Exception as e:  # noqa: BLE001 - the last line of defence for the user
-            if debug_enabled():
-                traceback.print_exc()
-            report_error(f"{type(e).__name__}: {e} (set LUMIERE_DEBUG=1 for a traceback)")
-            raise typer.Exit(1) from None
+            report_error(message)
+            raise typer.Exit(code) from None
 
     return wrapper
 

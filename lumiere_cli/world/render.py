@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..pixels import from_unit
 from .vocab import (
     BACKGROUNDS,
     COLOURS,
@@ -301,7 +302,7 @@ def sample_batch(
         if rng.random() < reversed_pairs and twin is not None and twin.triple in triples:
             specs[half + i] = twin
     captions = [paraphrase(s, rng) if rng.random() < paraphrase_prob else caption(s) for s in specs]
-    videos = render_batch(specs, frames, size).mul_(2).sub_(1)  # in place: no second 6 MB buffer
+    videos = from_unit(render_batch(specs, frames, size), inplace=True)  # in place: no second 6 MB buffer
     return videos, captions, specs
 
 
