@@ -56,6 +56,13 @@ class Format(Choice):
     png = "png"  # a folder of numbered PNG frames
 
 
+class DisplayFilter(Choice):
+    """How a clip is enlarged for viewing: nearest keeps the model's pixels crisp."""
+
+    nearest = "nearest"
+    lanczos = "lanczos"
+
+
 class Device(Choice):
     auto = "auto"
     cpu = "cpu"

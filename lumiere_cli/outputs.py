@@ -228,23 +228,31 @@ def _lock_or_fail(path: Path) -> int | None:
         raise UsageError(f"cannot write to {path.parent}: {e.strerror} (choose a writable output folder)") from None
 
 
+class NameTaken(UsageError):
+    """The name is there already (and may not be replaced), or another run holds it."""
+
+
+def _claim(path: Path, fmt: Format, *, replace: bool) -> Reservation:
+    """Lock `path` and check that it may be written: free, or with `replace` a clip this tool wrote."""
+    fd = _lock_or_fail(path)
+    if fd is None:
+        raise NameTaken(f"{path} is being written by another run right now; choose another name")
+    try:
+        if _taken(path):  # checked again under the lock: it may have been written while we looked
+            if not replace:
+                raise NameTaken(f"{path} already exists (pass --overwrite to replace it, or choose another name)")
+            check_replaceable(path, fmt)
+    except UsageError as e:
+        _unlock(path, fd)
+        raise NameTaken(str(e)) from None
+    _clear_stale_partials(path)
+    return Reservation(path, fmt, replace, fd)
+
+
 def reserve(path: Path, fmt: Format, *, overwrite: bool) -> Reservation:
     """Reserve an explicit name: it must be free, or replaceable with --overwrite."""
     _prepare_dir(path.parent)
-    fd = _lock_or_fail(path)
-    if fd is None:
-        raise UsageError(f"{path} is being written by another run right now; choose another name")
-    taken = _taken(path)
-    try:
-        if taken and not overwrite:
-            raise UsageError(f"{path} already exists (pass --overwrite to replace it, or choose another name)")
-        if taken:
-            check_replaceable(path, fmt)
-    except UsageError:
-        _unlock(path, fd)
-        raise
-    _clear_stale_partials(path)
-    return Reservation(path, fmt, overwrite, fd)
+    return _claim(path, fmt, replace=overwrite)
 
 
 def reserve_default(out_dir: Path, stem: str, fmt: Format, *, overwrite: bool = False) -> Reservation:
@@ -255,21 +263,11 @@ def reserve_default(out_dir: Path, stem: str, fmt: Format, *, overwrite: bool = 
     for n in range(1, 100_000):
         path = out_dir / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
         replace = overwrite and n == 1
-        if not replace and _taken(path):
-            continue
-        fd = _lock_or_fail(path)
-        if fd is None:
-            continue
-        try:
-            if _taken(path):  # written while we looked, or there before us
-                if not replace:
-                    raise UsageError("taken")
-                check_replaceable(path, fmt)
-        except UsageError:
-            _unlock(path, fd)
-            continue
-        _clear_stale_partials(path)
-        return Reservation(path, fmt, replace, fd)
+        if replace or not _taken(path):
+            try:
+                return _claim(path, fmt, replace=replace)
+            except NameTaken:
+                pass
     raise UsageError(f"no free name for {stem} in {out_dir}")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import limits
-from .choices import Format, Sampler, Task
+from .choices import DisplayFilter, Format, Sampler, Task
 from .config import SampleOptions
 from .errors import UsageError
 
@@ -115,8 +115,7 @@ def _validate(r: Request) -> Request:
     out = replace(r.output, path=None if r.output.path is None else Path(r.output.path), out_dir=Path(r.output.out_dir),
                   format=None if r.output.format is None else Format.parse(r.output.format, "format"))
     limits.check("display_scale", out.display_scale)
-    if out.display_filter not in ("nearest", "lanczos"):
-        raise UsageError(f"display filter must be nearest or lanczos, got {out.display_filter!r}")
+    out = replace(out, display_filter=DisplayFilter.parse(out.display_filter, "display filter").value)
     if r.style is not None:
         if (r.style.ref is None) == (r.style.weights is None):
             raise UsageError("give exactly one of --ref IMAGE or --style-weights FILE")

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lumiere_cli.choices import Device, Format, Sampler, Task
+from lumiere_cli.choices import Device, DisplayFilter, Format, Sampler, Task
 from lumiere_cli.cli import options as o
 from lumiere_cli.cli.ui import UI, handle_errors
 
@@ -37,7 +37,7 @@ class Shared:
     out_dir: Path
     format: Format | None
     display_scale: int
-    display_filter: o.DisplayFilter
+    display_filter: DisplayFilter
     overwrite: bool
     prompts: Path | None
     json: bool
@@ -51,7 +51,7 @@ def _shared(
     sampler: o.SamplerOpt = None, schedule_shift: o.ScheduleShift = None, frames: o.Frames = None,
     fps: o.Fps = None,
     output: o.Output = None, out_dir: o.OutDir = Path("."), format: o.FormatOpt = None,
-    display_scale: o.DisplayScale = 0, display_filter: o.DisplayFilterOpt = o.DisplayFilter.nearest,
+    display_scale: o.DisplayScale = 0, display_filter: o.DisplayFilterOpt = DisplayFilter.nearest,
     overwrite: o.Overwrite = False,
     prompts: o.Prompts = None, json: o.Json = False, quiet: o.Quiet = False,
     weights: o.Weights = None, device: o.DeviceOpt = Device.auto,

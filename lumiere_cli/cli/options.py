@@ -5,13 +5,12 @@ Nothing heavy is imported here: `lumiere --help` builds every command's signatur
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from lumiere_cli.choices import Device, Format, Sampler
+from lumiere_cli.choices import Device, DisplayFilter, Format, Sampler
 from lumiere_cli.limits import LIMITS
 
 SAMPLING = "Sampling"
@@ -20,15 +19,16 @@ BATCH = "Batch and scripting"
 MODEL = "Model"
 
 
-class DisplayFilter(str, Enum):
-    nearest = "nearest"
-    lanczos = "lanczos"
-
-
 def _range(name: str) -> dict:
     """typer's min/max for a number, from the one limits table."""
     rule = LIMITS[name]
     return {"min": rule.lo, "max": rule.hi}
+
+
+def _number(name: str, help: str, panel: str | None = None):
+    """An optional number option whose range is the limits table's."""
+    return Annotated[Optional[LIMITS[name].kind],
+                     typer.Option(help=help, **_range(name), rich_help_panel=panel, show_default=False)]
 
 
 # ------------------------------------------------------------------ arguments
@@ -56,54 +56,42 @@ MaskPath = Annotated[
         show_default=False,
     ),
 ]
-Stride = Annotated[
-    Optional[int],
-    typer.Option(help="Use every Nth frame of the input video instead of sampling its timeline at the model's "
-                      "frame rate (1 = every frame: the clip plays slower than the input).",
-                 **_range("stride"), show_default=False),
-]
-InputFps = Annotated[
-    Optional[float],
-    typer.Option(help="The input video's own frame rate, when its file gives none or a wrong one "
-                      "(a PNG folder: 8 unless its metadata says).", **_range("input_fps"), show_default=False),
-]
+Stride = _number(
+    "stride",
+    "Use every Nth frame of the input video instead of sampling its timeline at the model's "
+    "frame rate (1 = every frame: the clip plays slower than the input).",
+)
+InputFps = _number(
+    "input_fps",
+    "The input video's own frame rate, when its file gives none or a wrong one "
+    "(a PNG folder: 8 unless its metadata says).",
+)
 
 # ------------------------------------------------------------------ sampling
-Seed = Annotated[
-    Optional[int],
-    typer.Option(help="Random seed; random when left out and always reported. Batch item i uses seed+i.",
-                 **_range("seed"), rich_help_panel=SAMPLING, show_default=False),
-]
-Steps = Annotated[
-    Optional[int],
-    typer.Option(help="Denoising steps (default: the model's recommendation).", **_range("steps"),
-                 rich_help_panel=SAMPLING, show_default=False),
-]
-Guidance = Annotated[
-    Optional[float],
-    typer.Option(help="Classifier-free guidance scale; 1 turns it off (default: the model's).", **_range("guidance"),
-                 rich_help_panel=SAMPLING, show_default=False),
-]
+Seed = _number("seed", "Random seed; random when left out and always reported. Batch item i uses seed+i.", SAMPLING)
+Steps = _number("steps", "Denoising steps (default: the model's recommendation).", SAMPLING)
+Guidance = _number("guidance", "Classifier-free guidance scale; 1 turns it off (default: the model's).", SAMPLING)
 Negative = Annotated[str, typer.Option(help="What the video should not show.", rich_help_panel=SAMPLING)]
 SamplerOpt = Annotated[
     Optional[Sampler], typer.Option("--sampler", help="Sampler (default: the model's, see `lumiere info`).", rich_help_panel=SAMPLING, show_default=False)
 ]
-ScheduleShift = Annotated[
-    Optional[float],
-    typer.Option(help="Noise schedule shift: higher spends more steps at high noise (layout and motion), "
-                      "lower more at low noise (edges) (default: the model's).",
-                 **_range("schedule_shift"), rich_help_panel=SAMPLING, show_default=False),
-]
-Frames = Annotated[
-    Optional[int],
-    typer.Option(help="Frames to generate; a multiple of the model's temporal factor (default: the model's).",
-                 **_range("frames"), rich_help_panel=SAMPLING, show_default=False),
-]
-Fps = Annotated[
-    Optional[float],
-    typer.Option(help="Playback rate of the written file (default: the model's; edit and inpaint: the rate the input was sampled at).", **_range("fps"),
-                 rich_help_panel=SAMPLING, show_default=False),
-]
+ScheduleShift = _number(
+    "schedule_shift",
+    "Noise schedule shift: higher spends more steps at high noise (layout and motion), "
+    "lower more at low noise (edges) (default: the model's).",
+    SAMPLING,
+)
+Frames = _number(
+    "frames",
+    "Frames to generate; a multiple of the model's temporal factor (default: the model's).",
+    SAMPLING,
+)
+Fps = _number(
+    "fps",
+    "Playback rate of the written file (default: the model's; edit and inpaint: the rate the "
+    "input was sampled at).",
+    SAMPLING,
+)
 
 # ------------------------------------------------------------------ model
 Weights = Annotated[
