@@ -25,6 +25,13 @@ Inputs come back the way every viewer shows them:
   i is then at i / source_fps.
 - A folder of PNG frames is read in natural name order (frame2 before frame10); names starting
   with "." are skipped.
+- Starting later (`read_video(start_s=...)`): the clip begins at the first frame at or after
+  `start_s` seconds from the input's start; mp4 and the other ffmpeg formats seek to the keyframe
+  before it and decode from there (not from the file's start), the other formats skip the earlier
+  frames. Sampling at `fps` then counts from that frame.
+- Shrinking while decoding (`read_video(short_side=N)`): each frame is resized so that its shorter
+  side is N pixels, keeping its proportions (ffmpeg's area filter for ffmpeg formats, before the
+  frame is converted to RGB, so a 1080p frame never exists in RGB at full size; Lanczos otherwise).
 
 Resizing rule for user images and videos (`fit_to_model`): centre-crop to a square (the model is
 square), then resize to the model's size with Lanczos filtering (area-like when shrinking).
@@ -192,18 +199,24 @@ def read_video(
     fps: float | None = None,
     stride: int | None = None,
     source_fps: float | None = None,
+    start_s: float = 0.0,
+    short_side: int | None = None,
 ) -> Video:
     """A video sampled as the module docstring says: mp4 and other ffmpeg formats, gif, webp,
     animated PNG, or a folder of PNG frames.
 
     frames: at most this many (decoding stops there); fps: sample the timeline at this rate;
-    stride: every Nth source frame (not with fps); source_fps: the input's rate, overriding its own.
+    stride: every Nth source frame (not with fps); source_fps: the input's rate, overriding its own;
+    start_s: begin at the first frame at or after this time (seconds from the input's start; ffmpeg
+    formats seek there); short_side: resize every frame so its shorter side has this many pixels.
     Raises SamplingError (a UsageError and a ValueError) for impossible arguments, InputError for a
     file that cannot be used.
     """
     _check_sampling(frames, fps, stride, source_fps)
+    _check_window(start_s, short_side)
     path = _check_file(Path(path), "video")
-    array, src = _decode(path, _rgb8, "video", frames=frames, fps=fps, stride=stride, source_fps=source_fps)
+    array, src = _decode(path, _rgb8, "video", frames=frames, fps=fps, stride=stride, source_fps=source_fps,
+                         start_s=float(start_s), short_side=short_side)
     rate = src.rate
     step = float(stride) if stride else (rate / fps if fps else 1.0)
     return Video(frames=array, fps=rate / step, source_fps=rate, stride=step, start_s=src.start_s,
@@ -257,6 +270,22 @@ def _check_sampling(frames: Any, fps: Any, stride: Any, source_fps: Any) -> None
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value) or value <= 0):
             raise SamplingError(f"{name} must be a positive number, got {value!r}")
+
+
+def _check_window(start_s: Any, short_side: Any) -> None:
+    """Refuse a start time or a frame size that no input could satisfy."""
+    if (isinstance(start_s, bool) or not isinstance(start_s, (int, float)) or not math.isfinite(start_s)
+            or start_s < 0):
+        raise SamplingError(f"start_s must be a number of seconds of at least 0, got {start_s!r}")
+    if short_side is not None and (isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1):
+        raise SamplingError(f"short_side must be a whole number of at least 1, got {short_side!r}")
+
+
+def _scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the shorter side `short_side` and the proportions kept (rounded)."""
+    scale = short_side / min(width, height)
+    return (short_side if width <= height else max(1, round(width * scale)),
+            short_side if height < width else max(1, round(height * scale)))
 
 
 def _is_still(path: Path) -> bool:
@@ -362,14 +391,39 @@ def _av_image(frame: Any) -> Image.Image:
     return im.transpose(turn) if turn is not None else im
 
 
-def _pixels_of(item: Any, pixels: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
-    """Decode one chosen frame (a PNG path, an upright Pillow image or an av.VideoFrame)."""
+def _pixels_of(item: Any, pixels: Callable[[Image.Image], np.ndarray], short_side: int | None = None) -> np.ndarray:
+    """Decode one chosen frame (a PNG path, an upright Pillow image or an av.VideoFrame), its
+    shorter side resized to `short_side` when given."""
     if isinstance(item, Path):
         with Image.open(item) as im:
-            return pixels(_upright(im))
+            return pixels(_shrunk(_upright(im), short_side))
     if isinstance(item, Image.Image):
-        return pixels(item)
+        return pixels(_shrunk(item, short_side))
+    if short_side is not None:
+        return pixels(_av_image_scaled(item, short_side))
     return pixels(_av_image(item))
+
+
+def _shrunk(im: Image.Image, short_side: int | None) -> Image.Image:
+    """`im` with its shorter side resized to `short_side` (Lanczos); itself when already so."""
+    if short_side is None or min(im.size) == short_side:
+        return im
+    if im.mode not in ("RGB", "RGBA", "L", "LA"):
+        im = im.convert("RGBA" if _has_alpha(im) else "RGB")
+    return im.resize(_scaled_size(*im.size, short_side), Image.Resampling.LANCZOS)
+
+
+def _av_image_scaled(frame: Any, short_side: int) -> Image.Image:
+    """`_av_image` with the shorter side resized by ffmpeg's scaler while converting to RGB (the
+    shorter side is the same before and after the display rotation)."""
+    width, height = _scaled_size(frame.width, frame.height, short_side)
+    shrink = width * height <= frame.width * frame.height
+    rgb = frame.to_ndarray(format="rgb24", width=width, height=height,
+                           interpolation="AREA" if shrink else "BICUBIC")
+    im = Image.fromarray(rgb)
+    turn = {90: Image.Transpose.ROTATE_90, -90: Image.Transpose.ROTATE_270,
+            180: Image.Transpose.ROTATE_180, -180: Image.Transpose.ROTATE_180}.get(round(frame.rotation))
+    return im.transpose(turn) if turn is not None else im
 
 
 # ----------------------------------------------------------------------------- sources
@@ -461,7 +515,7 @@ def _stream_rate(stream: Any) -> float:
     return float(rate) if rate else DEFAULT_FPS
 
 
-def _av_source(path: Path, container: Any, source_fps: float | None) -> _Source:
+def _av_source(path: Path, container: Any, source_fps: float | None, start_s: float = 0.0) -> _Source:
     stream = _video_stream(container, path)
     stream.thread_type = "AUTO"
     rate = source_fps or _stream_rate(stream)
@@ -474,23 +528,65 @@ def _av_source(path: Path, container: Any, source_fps: float | None) -> _Source:
                 src.start_s = max(0.0, frame.time - origin)
             yield (i / rate if source_fps or frame.time is None else frame.time), frame
 
-    src.items = items()
+    def items_from() -> Iterator[tuple[float, Any]]:
+        """The frames at or after start_s: seek to the keyframe before it, drop what precedes it.
+        A seek that lands past the target (a container without an index) decodes from the start."""
+        target = int(math.floor((origin + start_s) / stream.time_base)) if stream.time_base else 0
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is not None and (first.time is None or first.time - origin > start_s + _EPS_S):
+            container.seek(stream.start_time or 0, stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+            first = next(frames, None)
+        kept = False
+        while first is not None:
+            if first.time is None:  # no timestamps after all: count frames from the start
+                raise InputError(f"{path} has frames without timestamps: it cannot start at {start_s:g} s")
+            if first.time - origin >= start_s - _EPS_S:
+                if not kept:
+                    src.start_s, kept = max(0.0, first.time - origin), True
+                yield first.time, first
+            first = next(frames, None)
+
+    # With the caller's own rate, frame i is at i / rate: time is a count of frames, so no seeking.
+    src.items = items_from() if start_s > 0 and not source_fps else items()
+    return src
+
+
+def _starting_at(src: _Source, start_s: float) -> _Source:
+    """`src` from its first frame at or after `start_s` (seconds from its first frame's time)."""
+    items = src.items
+
+    def kept() -> Iterator[tuple[float, Any]]:
+        t_first, found = None, False
+        for t, item in items:
+            t_first = t if t_first is None else t_first
+            if t - t_first < start_s - _EPS_S:
+                continue
+            if not found:  # src.start_s: the first frame's time (an ffmpeg source sets it as it starts)
+                src.start_s, found = src.start_s + (t - t_first), True
+            yield t, item
+
+    src.items = kept()
     return src
 
 
 @contextmanager
-def _source(path: Path, source_fps: float | None) -> Iterator[_Source]:
-    """The right source for `path`, open for the duration of the block."""
+def _source(path: Path, source_fps: float | None, start_s: float = 0.0) -> Iterator[_Source]:
+    """The right source for `path`, open for the duration of the block, from `start_s` on."""
+    later = (lambda src: _starting_at(src, start_s)) if start_s > 0 else (lambda src: src)  # noqa: E731
     if path.is_dir():
-        yield _folder_source(path, source_fps)
+        yield later(_folder_source(path, source_fps))
     elif path.suffix.lower() in _PILLOW_SUFFIXES:
         with Image.open(path) as im:
-            yield _pillow_source(path, im, source_fps)
+            yield later(_pillow_source(path, im, source_fps))
     else:
         import av
 
         with av.open(str(path)) as container:
-            yield _av_source(path, container, source_fps)
+            src = _av_source(path, container, source_fps, start_s)
+            yield later(src) if source_fps else src  # without a rate of its own it seeks
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -529,12 +625,14 @@ def _sample(items: Iterable[tuple[float, Any]], *, fps: float | None, stride: in
 
 
 def _decode(path: Path, pixels: Callable[[Image.Image], np.ndarray], what: str, *, frames: int | None,
-            fps: float | None, stride: int | None, source_fps: float | None) -> tuple[np.ndarray, _Source]:
+            fps: float | None, stride: int | None, source_fps: float | None, start_s: float = 0.0,
+            short_side: int | None = None) -> tuple[np.ndarray, _Source]:
     """Stream the chosen frames of `path` through `pixels`, stopping after `frames` of them."""
     out: list[np.ndarray] = []
-    with _reading(path, what, "is it a valid mp4/gif/webp or a folder of PNGs?"), _source(path, source_fps) as src:
+    with (_reading(path, what, "is it a valid mp4/gif/webp or a folder of PNGs?"),
+          _source(path, source_fps, start_s) as src):
         for item in islice(_sample(src.items, fps=fps, stride=stride), frames):
-            out.append(_pixels_of(item, pixels))
+            out.append(_pixels_of(item, pixels, short_side))
             if out[-1].shape != out[0].shape:
                 raise InputError(f"frames in {path} differ in size (all frames must be the same size)")
     if not out:
