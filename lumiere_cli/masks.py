@@ -1,4 +1,4 @@
-"""Random <C, M> layouts for training, so one model serves every command (DESIGN §2).
+"""Random <C, M> layouts for training, so one model serves every command (docs/DESIGN.md §2).
 
 Axis legend: b batch, t frames, h height, w width. M = 1 where the conditioning video is known.
 """

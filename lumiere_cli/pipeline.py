@@ -314,7 +314,7 @@ def known_from_region(generate_region: np.ndarray, frames: int) -> torch.Tensor:
 
 
 def _conditioning(task: str, inputs: Inputs, frames: int, size: int):
-    """The known clip and M (1 = known) of DESIGN §2, or (None, None) for text-to-video and edit."""
+    """The known clip and M (1 = known) of docs/DESIGN.md §2, or (None, None) for text-to-video and edit."""
     if task in ("t2v", "edit"):
         return None, None
     known = torch.zeros(1, 3, frames, size, size)

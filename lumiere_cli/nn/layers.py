@@ -238,7 +238,7 @@ class Upsample(nn.Module):
 def _identity_temporal_conv(channels: int, kernel: int, *, stride: int = 1) -> nn.Conv3d:
     """A (kernel, 1, 1) conv whose centre tap is the identity matrix: x -> x at init.
 
-    Not a [0.5, 1, 0.5] smoothing kernel: that doubles a constant signal (see DESIGN.md §1).
+    Not a [0.5, 1, 0.5] smoothing kernel: that doubles a constant signal (see docs/DESIGN.md §1).
     """
     if kernel % 2 == 0:
         raise ValueError(f"temporal_kernel must be odd, got {kernel}")

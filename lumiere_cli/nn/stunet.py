@@ -1,4 +1,4 @@
-"""Space-Time U-Net: a text-to-image U-Net inflated in time (Lumiere, DESIGN.md §1).
+"""Space-Time U-Net: a text-to-image U-Net inflated in time (Lumiere, docs/DESIGN.md §1).
 
 Axis legend: b batch, c channels, t frames, h height, w width, l text tokens, d features.
 
