@@ -244,6 +244,23 @@ class TrainConfig:
     # on every motion so the rest is not forgotten.
     motions: tuple[str, ...] | None = None
     paraphrase_prob: float = 0.3
+    # What the stage trains on: "shapes" (the procedural world), a CSV/JSONL manifest, or a folder
+    # of videos and images with same-stem .txt captions (lumiere_cli.data). reversed_pairs,
+    # reference_clips, motions, paraphrase_prob and the text stage's hard negatives are world-only.
+    data: str = "shapes"
+    # Validation on a dataset of its own, or on this fraction of `data`'s entries held out: the
+    # loss per noise-level band every `val_every` steps on at most `val_clips` clips.
+    val_data: str | None = None
+    val_fraction: float = 0.0
+    val_every: int = 500
+    val_clips: int = 64
+    # The (frames, size) shapes trained, one per batch (data.buckets); None: the model's own clip.
+    buckets: tuple[tuple[int, int], ...] | None = None
+    # Micro-batches of batch_size clips (per process) summed into each optimiser step.
+    grad_accum: int = 1
+    # Data-loading processes (each opens its own files) and the batches each keeps ready.
+    workers: int = 2
+    prefetch: int = 2
     bf16: bool = True
     seed: int = 0
     checkpoint_every: int = 500
@@ -258,3 +275,5 @@ class TrainConfig:
         for name in ("sigma_range", "motions"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
+        if isinstance(self.buckets, list):
+            object.__setattr__(self, "buckets", tuple(tuple(b) if isinstance(b, list) else b for b in self.buckets))

@@ -296,7 +296,7 @@ def test_a_failed_checkpoint_write_leaves_nothing_behind(tmp_path, monkeypatch):
     import safetensors.torch
 
     from lumiere_cli.model import LumiereModel
-    from lumiere_cli.train import _save_checkpoint
+    from lumiere_cli.train import save_checkpoint
 
     model = LumiereModel(TINY)
     opt = torch.optim.AdamW(model.parameters())
@@ -307,7 +307,7 @@ def test_a_failed_checkpoint_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
     with pytest.raises(OSError):
-        _save_checkpoint(tmp_path / "checkpoint.safetensors", model=model, ema=copy.deepcopy(model),
+        save_checkpoint(tmp_path / "checkpoint.safetensors", model=model, ema=copy.deepcopy(model),
                          module=model, opt=opt, step=1, cfg=TrainConfig(), elapsed=0.0)
     assert list(tmp_path.iterdir()) == []
 
@@ -321,11 +321,11 @@ def test_device_choice_follows_the_one_device_rule(tmp_path):
 
 
 def test_setup_gives_ddp_an_indexed_gpu(monkeypatch):
-    import lumiere_cli.train as train_mod
+    import lumiere_cli.train.loop as loop
 
     chosen = []
-    monkeypatch.setattr(train_mod, "resolve_device", lambda choice: "cuda")  # "auto" outside torchrun
+    monkeypatch.setattr(loop, "resolve_device", lambda choice: "cuda")  # "auto" outside torchrun
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    assert train_mod._setup(TrainConfig()).device == torch.device("cuda", 0)
+    assert loop.setup(TrainConfig()).device == torch.device("cuda", 0)
     assert chosen == [torch.device("cuda", 0)]
