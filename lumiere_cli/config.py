@@ -138,6 +138,47 @@ class ModelConfig:
     vocabulary: tuple[str, ...] = ()  # words seen in training captions, for `info` and warnings
 
 
+def _ssr_unet() -> UNetConfig:
+    # <J (3), C (3), M (1), the low-res clip resized (3)>; patch 4: one token per low-res pixel.
+    return UNetConfig(in_channels=10, patch=4, channels=(48, 96, 128), attn_levels=(False, False, True),
+                      temporal_levels=1, temporal_attn_blocks=1, spacetime_attn_blocks=0)
+
+
+def _ssr_diffusion() -> DiffusionConfig:
+    return DiffusionConfig(sample_guidance=1.0, sample_sampler="ddim", sample_steps=8)
+
+
+@dataclass(frozen=True)
+class SSRConfig:
+    """The cascade's spatial super-resolution STUNet (DESIGN.md §3), stored in its own weights.
+
+    It enlarges clips `factor` times: the noisy high-res clip is concatenated with the low-res clip
+    resized to the output size (and <C, M>, so known pixels work at high resolution). It trains on
+    `crop`-pixel crops of `frames`-frame clips and runs on whole frames, over temporal windows of
+    `frames` frames with `overlap` (temporal MultiDiffusion) for longer clips. The low-res clip is
+    noised to a level given to the network as an embedding: drawn in [0, aug_sigma_max] in
+    training (a share `aug_zero` at exactly 0), `sample_aug_sigma` by default at sampling.
+    """
+
+    text: TextConfig = field(default_factory=TextConfig)
+    unet: UNetConfig = field(default_factory=_ssr_unet)
+    diffusion: DiffusionConfig = field(default_factory=_ssr_diffusion)
+    factor: int = 4
+    size: int = 32  # the low-res side it was trained on; the output side is size * factor
+    frames: int = 8  # the temporal window it was trained on
+    overlap: int = 2  # frames shared by neighbouring windows (Lumiere: 2)
+    crop: int = 64  # training crops, output pixels (the same crop on every frame of a clip)
+    aug_sigma_max: float = 0.5
+    aug_zero: float = 0.25
+    sample_aug_sigma: float = 0.0
+    fps: int = 8
+    vocabulary: tuple[str, ...] = ()
+
+    @property
+    def out_size(self) -> int:
+        return self.size * self.factor
+
+
 @dataclass(frozen=True)
 class SampleOptions:
     """How to sample. None means the model's recommendation (see `pipeline.resolve_options`)."""

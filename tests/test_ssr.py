@@ -1,0 +1,283 @@
+"""The cascade's super-resolution model: config, weights, conditioning, windows, sampling, training."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from lumiere_cli.cascade.header import SSR_FILENAME, read_ssr_info, ssr_beside
+from lumiere_cli.cascade.model import SSRModel, condition, enlarge
+from lumiere_cli.cascade.sample import SSROptions, upscale
+from lumiere_cli.cascade.weights import load_ssr, save_ssr
+from lumiere_cli.config import SSRConfig, TextConfig, UNetConfig, dumps, loads
+from lumiere_cli.diffusion.windows import BatchedTemporalWindows
+from lumiere_cli.diffusion.wrappers import TemporalWindows, window_starts
+from lumiere_cli.errors import UsageError, WeightsError
+
+TINY_SSR = SSRConfig(
+    text=TextConfig(context_length=16, width=32, heads=2, layers=1, embed_dim=32),
+    unet=UNetConfig(in_channels=10, patch=2, channels=(16, 32), res_blocks=1, attn_levels=(False, True), heads=2,
+                    context_dim=32, pooled_dim=32, temporal_levels=1, temporal_attn_blocks=1, spacetime_attn_blocks=0),
+    factor=2, size=8, frames=4, overlap=2, crop=8, sample_aug_sigma=0.0,
+    vocabulary=("a", "red", "circle"),
+)
+
+
+def make_tiny_ssr(seed: int = 0) -> SSRModel:
+    torch.manual_seed(seed)
+    model = SSRModel(TINY_SSR, card={"name": "tiny-ssr"})
+    with torch.no_grad():  # zero-initialised output layers would hide every input
+        for p in [*model.unet.parameters(), *model.aug.parameters()]:
+            if p.ndim > 1 and not p.any():
+                p.normal_(0, 0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_ssr():
+    return make_tiny_ssr()
+
+
+def test_ssr_config_round_trips_and_refuses_unknown_keys():
+    assert loads(SSRConfig, dumps(TINY_SSR)) == TINY_SSR
+    assert SSRConfig().out_size == 128 and SSRConfig().factor == 4
+    with pytest.raises(ValueError, match="unknown SSRConfig keys"):
+        loads(SSRConfig, json.dumps({**json.loads(dumps(TINY_SSR)), "bogus": 1}))
+
+
+def test_weights_round_trip_header_and_tamper(tmp_path, tiny_ssr, tiny_weights):
+    path = save_ssr(tiny_ssr, tmp_path, dtype=torch.float16)
+    assert path.name == SSR_FILENAME
+    info = read_ssr_info(tmp_path)
+    assert info.config == TINY_SSR and info.card["name"] == "tiny-ssr"
+    assert info.parameters == sum(p.numel() for p in tiny_ssr.state_dict().values())
+    loaded = load_ssr(path)
+    assert loaded.weights_hash == info.content_hash
+    for k, v in tiny_ssr.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v.half().float()), k
+    # a flipped byte in the tensors fails the hash
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0xFF
+    bad = tmp_path / "bad" / SSR_FILENAME
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(WeightsError, match="hash mismatch"):
+        load_ssr(bad)
+    # base weights are not SSR weights
+    with pytest.raises(WeightsError, match="not lumiere-cli super-resolution weights"):
+        read_ssr_info(tiny_weights / "model.safetensors")
+
+
+def test_ssr_found_beside_the_base_weights(tmp_path, tiny_weights, tiny_ssr):
+    import shutil
+
+    assert ssr_beside(tiny_weights) is None
+    folder = tmp_path / "cascade"
+    shutil.copytree(tiny_weights, folder)
+    save_ssr(tiny_ssr, folder)
+    assert ssr_beside(folder) == folder / SSR_FILENAME
+    assert ssr_beside(folder / "model.safetensors") == folder / SSR_FILENAME
+
+
+def test_condition_is_bicubic_at_level_zero_and_noised_at_low_res():
+    low = torch.rand(2, 3, 4, 8, 8) * 2 - 1
+    zero = condition(low, torch.zeros(2), 4)
+    assert zero.shape == (2, 3, 4, 32, 32)
+    assert torch.equal(zero, enlarge(low, 4))
+    noise = torch.randn(low.shape)
+    noisy = condition(low, torch.tensor([0.0, 0.5]), 4, noise=noise)
+    assert torch.equal(noisy[0], zero[0])
+    assert torch.allclose(noisy[1], enlarge(low + 0.5 * noise, 4)[1])
+    # the noise lives on low-res pixels: averaging each 4x4 block of it gives back the low-res noise
+    # up to the bicubic kernel's smoothing (far more than independent per-pixel noise would keep)
+    diff = (noisy[1] - zero[1]).unflatten(-1, (8, 4)).unflatten(-3, (8, 4)).mean((-1, -3))
+    assert torch.corrcoef(torch.stack([diff.flatten(), 0.5 * noise[1].flatten()]))[0, 1] > 0.8
+
+
+def test_ssr_net_reads_the_low_res_clip_and_the_augmentation_level(tiny_ssr):
+    d = tiny_ssr.denoiser
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, 4, 16, 16, generator=g)
+    low = torch.randn(1, 3, 4, 16, 16, generator=g)
+    text = {k: v for k, v in tiny_ssr.text.encode(["a red circle"]).as_kwargs().items()}
+    with torch.no_grad():
+        a = d(x, 1.0, lowres=low, aug_sigma=torch.zeros(1), **text)
+        b = d(x, 1.0, lowres=-low, aug_sigma=torch.zeros(1), **text)
+        c = d(x, 1.0, lowres=low, aug_sigma=torch.full((1,), 0.3), **text)
+        frame = d(x[:, :, 0], 1.0, lowres=low[:, :, 0], aug_sigma=torch.zeros(1), **text)  # the image U-Net
+    assert a.shape == x.shape and frame.shape == x[:, :, 0].shape
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
+    with pytest.raises(ValueError, match="lowres must be"):
+        d(x, 1.0, lowres=low[:, :, :, :8, :8], aug_sigma=torch.zeros(1), **text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Temporal MultiDiffusion
+
+
+class FrameDenoiser(torch.nn.Module):
+    """A denoiser that depends on its window: each frame gets the window's mean added, so windows
+    disagree about shared frames (like a network that sees different neighbours)."""
+
+    def forward(self, x, sigma, **kwargs):
+        self.calls = getattr(self, "calls", 0) + 1
+        return 0.5 * x + x.mean(dim=2, keepdim=True) + kwargs["lowres"]
+
+
+def test_one_window_covering_the_clip_equals_the_plain_call():
+    model = FrameDenoiser()
+    x, low = torch.randn(2, 3, 8, 4, 4), torch.randn(2, 3, 8, 4, 4)
+    plain = model(x, 1.0, lowres=low)
+    for window in (8, 12):
+        wrapped = BatchedTemporalWindows(model, window, 2, ("lowres",))
+        assert torch.equal(wrapped(x, 1.0, lowres=low), plain)
+
+
+def test_batched_windows_match_sequential_windows_in_fewer_calls():
+    x, low = torch.randn(2, 3, 16, 4, 4), torch.randn(2, 3, 16, 4, 4)
+    seq_model, batched_model = FrameDenoiser(), FrameDenoiser()
+    seq = TemporalWindows(seq_model, 8, 2, ("lowres",))(x, torch.ones(2), lowres=low)
+    batched = BatchedTemporalWindows(batched_model, 8, 2, ("lowres",))(x, torch.ones(2), lowres=low)
+    assert torch.allclose(seq, batched, atol=1e-6)
+    assert seq_model.calls == len(window_starts(16, 8, 2)) == 3 and batched_model.calls == 1
+    chunked = BatchedTemporalWindows(FrameDenoiser(), 8, 2, ("lowres",), chunk=2)(x, torch.ones(2), lowres=low)
+    assert torch.allclose(chunked, seq, atol=1e-6)
+
+
+def test_boundary_measure_sees_a_jump_where_a_window_starts():
+    from lumiere_cli.cascade.measure import window_boundaries, boundary_ratio
+
+    assert window_boundaries(16, 8, 2) == [3, 7, 11]  # pairs (3, 4), (7, 8), (11, 12)
+    ramp = torch.linspace(0, 3, 16).view(1, 16, 1, 1, 1).expand(16, 16, 4, 4, 3).permute(1, 0, 2, 3, 4)[:, :1]
+    smooth = ramp.reshape(16, 4, 4, 3).contiguous()  # (t, h, w, c): one step per frame
+    assert boundary_ratio(smooth, 8, 2) == pytest.approx(1.0)
+    jumped = smooth.clone()
+    jumped[8:] += 0.5
+    assert boundary_ratio(jumped, 8, 2) > 2.0
+
+
+def test_without_averaging_later_windows_are_pasted_over_earlier_ones():
+    class WindowIndex(torch.nn.Module):  # every window returns its first frame's value everywhere
+        def forward(self, x, sigma, **kwargs):
+            return x[:, :, :1].expand_as(x).clone()
+
+    x = torch.arange(16.0).view(1, 1, 16, 1, 1)
+    on = BatchedTemporalWindows(WindowIndex(), 8, 2)(x, 1.0)
+    off = BatchedTemporalWindows(WindowIndex(), 8, 2, average=False)(x, 1.0)
+    # windows start at 0, 4, 8: pasted, frames take the last window covering them
+    assert off.flatten().tolist() == [0.0] * 4 + [4.0] * 4 + [8.0] * 8
+    assert on.flatten().tolist() == [0.0] * 4 + [2.0] * 4 + [6.0] * 4 + [8.0] * 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+
+
+def test_upscale_shapes_determinism_and_options(tiny_ssr):
+    rng = np.random.default_rng(0)
+    low = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    a = upscale(tiny_ssr, low, "a red circle", seed=3, options=SSROptions(steps=2))
+    b = upscale(tiny_ssr, low, "a red circle", seed=3, options=SSROptions(steps=2))
+    c = upscale(tiny_ssr, low, "a red circle", seed=4, options=SSROptions(steps=2))
+    assert a.frames.shape == (8, 16, 16, 3) and a.frames.dtype == np.uint8
+    assert np.array_equal(a.frames, b.frames) and not np.array_equal(a.frames, c.frames)
+    assert a.options.window == 4 and a.options.overlap == 2 and a.options.noise == 0.0
+    noisy = upscale(tiny_ssr, low, "a red circle", seed=3, options=SSROptions(steps=2, noise=0.4))
+    assert not np.array_equal(noisy.frames, a.frames)
+    with pytest.raises(UsageError, match="uint8 frames"):
+        upscale(tiny_ssr, low[:, :4, :4], seed=0)
+    with pytest.raises(UsageError, match="cannot take 3 frames"):
+        upscale(tiny_ssr, low[:3], seed=0)
+    with pytest.raises(UsageError, match="noise"):
+        upscale(tiny_ssr, low, seed=0, options=SSROptions(noise=2.0))
+
+
+def test_upscale_keeps_known_pixels_at_the_output_resolution(tiny_ssr):
+    rng = np.random.default_rng(1)
+    low = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)  # the user's own high-res pixels
+    known = torch.zeros(1, 3, 4, 16, 16)
+    known[:, :, 0] = torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1
+    mask = torch.zeros(1, 1, 4, 16, 16)
+    mask[:, :, 0] = 1
+    out = upscale(tiny_ssr, low, seed=0, options=SSROptions(steps=2), known=known, known_mask=mask)
+    assert np.array_equal(out.frames[0], image)
+    assert not np.array_equal(out.frames[1], image)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def test_training_pairs_show_the_same_crop_at_both_sizes():
+    from lumiere_cli.cascade.train import SSRTrainConfig, make_batch
+
+    model_cfg = replace(SSRConfig(), aug_zero=1.0)  # clean conditioning: L is the enlarged low-res crop
+    for stage in ("frames", "video"):
+        b = make_batch(SSRTrainConfig(stage=stage, batch_size=4), model_cfg, step=0)
+        x0, lowres = b["x0"], b["lowres"]
+        assert x0.shape[-2:] == (64, 64) and lowres.shape == x0.shape
+        assert (x0.ndim == 4) == (stage == "frames")
+        assert torch.equal(b["aug_sigma"], torch.zeros(4))
+        # the high-res crop averaged over 4x4 blocks is (nearly) the low-res crop enlarged back
+        pool = torch.nn.functional.avg_pool2d
+        hi = pool(x0.flatten(0, -4), 4)
+        lo = pool(lowres.flatten(0, -4), 4)
+        assert (hi - lo).abs().mean() < 0.02
+        shifted = pool(x0.flatten(0, -4).roll(4, dims=-1), 4)
+        assert (shifted - lo).abs().mean() > (hi - lo).abs().mean() + 0.01 or x0.std() < 0.05
+
+
+def test_trainer_stages_resume_and_continue(tmp_path, tiny_weights):
+    from lumiere_cli.cascade.train import SSRTrainConfig, train_ssr
+
+    model = replace(TINY_SSR, text=TextConfig(context_length=16, width=32, heads=2, layers=1, embed_dim=32))
+    first = SSRTrainConfig(stage="frames", out_dir=str(tmp_path / "frames"), model=model, text_from=str(tiny_weights),
+                           steps=2, batch_size=2, checkpoint_every=1, log_every=1, warmup=1, threads=1)
+    seen = []
+    path = train_ssr(first, progress=lambda phase, done, total, **m: seen.append((phase, done)))
+    assert path.name == SSR_FILENAME and seen[-1] == ("train", 2)
+    info = read_ssr_info(path)
+    assert info.card["training"][-1]["steps"] == 2 and info.config.vocabulary  # the base's vocabulary
+    # the text encoder is the base's
+    from lumiere_cli.weights import load_model
+
+    base = load_model(tiny_weights)
+    assert all(torch.equal(v, base.text.state_dict()[k].half().float()) or torch.equal(v, base.text.state_dict()[k])
+               for k, v in load_ssr(path).text.state_dict().items())
+    # resuming a finished stage runs nothing more; a longer one continues from the checkpoint
+    longer = replace(first, steps=3)
+    seen.clear()
+    train_ssr(longer, progress=lambda phase, done, total, **m: seen.append(done))
+    assert seen == [3]
+    ssr = load_ssr(path)
+    video = SSRTrainConfig(stage="video", out_dir=str(tmp_path / "video"), init=str(path), steps=1, batch_size=1,
+                           log_every=1, warmup=1, threads=1)
+    out = load_ssr(train_ssr(video))
+    assert [r["stage"] for r in out.card["training"]] == ["frames", "video"]
+    for k, v in ssr.state_dict().items():  # the video stage trains the temporal layers only
+        if not k.startswith("unet.temporal."):
+            assert torch.equal(out.state_dict()[k], v), k
+
+
+def test_measures_psnr_ssim_and_edge_width():
+    from lumiere_cli.cascade.measure import edge_width, enlarge_pil, psnr, ssim
+
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    assert psnr(clip, clip) == float("inf") and ssim(clip, clip) == pytest.approx(1.0)
+    noisy = np.clip(clip.astype(int) + rng.integers(-8, 9, clip.shape), 0, 255).astype(np.uint8)
+    assert 25 < psnr(clip, noisy) < 40 and ssim(clip, noisy) < 1.0
+    step = np.zeros((1, 16, 16, 3), np.uint8)
+    step[:, :, 8:] = 255
+    assert edge_width(step) == pytest.approx(1.0)
+    ramp = np.zeros((1, 16, 16, 3), np.uint8)
+    ramp[:, :, 6:10] = np.array([51, 102, 153, 204], np.uint8)[None, None, :, None]
+    ramp[:, :, 10:] = 255
+    assert edge_width(ramp) == pytest.approx(5.0)  # five steps of 51
+    assert enlarge_pil(step, 4, "lanczos").shape == (1, 64, 64, 3)
+    assert edge_width(enlarge_pil(step, 4, "bicubic")) > 2.0
