@@ -11,8 +11,9 @@ targets and clips paired with their reversals (TrainConfig.sigma_range, motions,
 reversed_pairs); "polish" goes back to every motion and the whole schedule.
 
 To continue from trained weights, skip the stages they already have (each stage draws its own data
-stream, seed + stage index), e.g.
-(session 2): --init weights --text-steps 0 --t2i-steps 4000 --video-steps 2200 --unfrozen-steps 1000
+stream, seed + stage index). E.g. t2i and video stages of the step counts of runs/s2 in
+plans/shapes.json (2026-11-24), on the shipped weights:
+    --init lumiere_cli/shipped --text-steps 0 --t2i-steps 4000 --video-steps 2200 --motion-steps 0 --polish-steps 0
 
 Under torchrun every process runs this script; rank 0 writes. Progress lines go to stdout.
 """
