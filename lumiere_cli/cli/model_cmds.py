@@ -91,7 +91,8 @@ def _flat(value: Any) -> str:
 # Options a plan file sets per stage; with --plan only --device (every stage) and --quiet apply.
 PLAN_SETS = ("stage", "steps", "batch_size", "lr", "text_lr", "hard_negatives", "text_anchor", "schedule_shift",
              "sigma_range", "reversed_pairs", "reference_clips", "motions", "out", "init", "config", "resume",
-             "seed")
+             "seed", "data", "val_data", "val_fraction", "val_every", "bucket", "grad_accum", "workers")
+DATA = "Data"
 
 
 def train(
@@ -114,11 +115,19 @@ def train(
     plan: Annotated[Optional[Path], typer.Option(help="Run the stages of this plan file in order (e.g. plans/shapes.json): finished stages are skipped, a partial one resumes.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in --out.")] = True,
     seed: Annotated[int, typer.Option(min=0)] = 0,
+    data: Annotated[str, typer.Option(metavar="PATH", help="What to train on: 'shapes' (the procedural world), a CSV/JSONL manifest (columns path, text; optional start, end seconds; paths relative to it) or a folder of videos and images with same-stem .txt captions. Check it first with 'lumiere data check'.", rich_help_panel=DATA)] = "shapes",
+    val_data: Annotated[Optional[Path], typer.Option(help="A dataset to report the validation loss on (per noise level) every --val-every steps.", rich_help_panel=DATA, show_default=False)] = None,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.99, help="Hold out this fraction of --data's entries for validation instead.", rich_help_panel=DATA)] = 0.0,
+    val_every: Annotated[int, typer.Option(min=1, help="Steps between validation losses.", rich_help_panel=DATA)] = 500,
+    bucket: Annotated[Optional[list[str]], typer.Option("--bucket", metavar="FRAMESxSIZE", help="A clip shape to train, e.g. 16x32 (repeat for several; one shape per batch). Default: the model's own clip.", rich_help_panel=DATA, show_default=False)] = None,
+    grad_accum: Annotated[int, typer.Option(min=1, help="Micro-batches of --batch-size clips summed into each optimiser step.", rich_help_panel=DATA)] = 1,
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading processes per training process (0: load in the training process).", rich_help_panel=DATA)] = 2,
     device: o.DeviceOpt = o.Device.auto,
     quiet: o.Quiet = False,
 ) -> None:
-    """Train one stage (text, t2i, video, video-unfrozen), or every stage of a plan; works under
-    torchrun for several GPUs. Logs the loss every 20 steps and appends it to OUT/metrics.jsonl.
+    """Train one stage (text, t2i, video, video-unfrozen), or every stage of a plan, on the
+    procedural world or on your captioned videos (--data); works under torchrun for several GPUs
+    and machines. Logs the loss every 20 steps and appends it to OUT/metrics.jsonl.
 
     Example: [bold]lumiere train --stage video --init runs/t2i --out runs/video --steps 2000[/]
     or [bold]lumiere train --plan plans/shapes.json[/]
@@ -128,6 +137,7 @@ def train(
 
     from lumiere_cli import train as train_mod
     from lumiere_cli.config import TrainConfig
+    from lumiere_cli.data.buckets import parse_bucket
 
     ui = UI(quiet=quiet or os.environ.get("RANK", "0") != "0")  # under torchrun, rank 0 speaks
     if plan is not None:
@@ -148,7 +158,10 @@ def train(
             hard_negatives=hard_negatives, text_anchor=text_anchor, schedule_shift=schedule_shift,
             sigma_range=tuple(sigma_range) if sigma_range and None not in sigma_range else None,
             reversed_pairs=reversed_pairs, reference_clips=reference_clips, device=device.value,
-            motions=tuple(m.strip() for m in motions.split(",") if m.strip()) if motions is not None else None)
+            motions=tuple(m.strip() for m in motions.split(",") if m.strip()) if motions is not None else None,
+            data=data, val_data=str(val_data) if val_data is not None else None, val_fraction=val_fraction,
+            val_every=val_every, buckets=tuple(parse_bucket(b) for b in bucket) if bucket else None,
+            grad_accum=grad_accum, workers=workers)
         with ui.session():
             ui.start_clip(f"train {cfg.stage}", cfg.steps)
             path = train_mod.train(cfg, progress=_train_progress(ui, [cfg]), resume=resume)
@@ -166,6 +179,9 @@ def _train_progress(ui: UI, stages: list):
             ui.step(done, total)
             if metrics:
                 ui.status(metrics_line(done, total, metrics))
+        elif phase == "val":
+            bands = ", ".join(f"{band} {loss:.4f}" for band, loss in metrics.items())
+            ui.log(f"step {done}/{total} validation loss by noise level (sigma): {bands}")
         elif phase in ("stage", "skip"):
             cfg = stages[done]
             what = f"stage {done + 1}/{total}: {cfg.stage}, {cfg.steps} steps -> {cfg.out_dir}"
@@ -179,9 +195,11 @@ def _train_progress(ui: UI, stages: list):
 
 
 def metrics_line(done: int, total: int, metrics: dict[str, float]) -> str:
-    """`step 40/200 loss 0.1234 lr 3.0e-04 grad 0.51 clips/s 14.2`."""
+    """`step 40/200 loss 0.1234 lr 3.0e-04 grad 0.51 clips/s 14.2` (on a dataset, then
+    `skipped 3`: entries left out or found unreadable so far)."""
+    skipped = f" skipped {metrics['skipped']}" if "skipped" in metrics else ""
     return (f"step {done}/{total} loss {metrics['loss']:.4f} lr {metrics['lr']:.1e} "
-            f"grad {metrics['grad_norm']:.3g} clips/s {metrics['clips_per_s']:.1f}")
+            f"grad {metrics['grad_norm']:.3g} clips/s {metrics['clips_per_s']:.1f}{skipped}")
 
 
 def _load_json_arg(text: str) -> dict:

@@ -32,6 +32,14 @@ class Bucket:
         return f"{self.frames}x{self.size}"
 
 
+def parse_bucket(text: str) -> tuple[int, int]:
+    """`16x32` (frames x size) as (16, 32); a one-line UsageError otherwise."""
+    parts = str(text).lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise UsageError(f"a bucket is FRAMESxSIZE, e.g. 16x32; got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def size_multiple(cfg: ModelConfig) -> int:
     """Every training size must be a multiple of this (the U-Net's downsampling)."""
     return cfg.unet.patch * 2 ** (len(cfg.unet.channels) - 1)
@@ -78,4 +86,4 @@ def fit(item: Scanned, buckets: Sequence[Bucket], fps: float) -> Bucket | str:
     return Bucket(longest, reached[-1] if reached else sizes[0])
 
 
-__all__ = ["Bucket", "IMAGE_STAGES", "fit", "size_multiple", "stage_buckets"]
+__all__ = ["Bucket", "IMAGE_STAGES", "fit", "parse_bucket", "size_multiple", "stage_buckets"]

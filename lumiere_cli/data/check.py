@@ -85,6 +85,10 @@ def _duration_bin(seconds: float) -> str:
     return next(name for edge, name in DURATION_BINS if seconds < edge)
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def _rate(fps: float) -> str:
     return f"{fps:.3g}" if fps < 100 else f"{fps:.0f}"
 
@@ -125,7 +129,7 @@ class DataReport:
         stage = "single frames" if d["stage"] == "t2i" else f"{d['model']['fps']} fps clips"
         lines = [
             f"{d['data']}: {d['entries']} entries ({d['kind']}), {d['decoded']} decode "
-            f"({d['videos']} videos, {d['images']} images), {d['usable']} usable for the {d['stage']} stage "
+            f"({_count(d['videos'], 'video')}, {_count(d['images'], 'image')}), {d['usable']} usable for the {d['stage']} stage "
             f"({stage})",
             f"durations: {hist(d['durations'])}",
             f"sizes: {hist(d['sizes'])}",
@@ -138,10 +142,31 @@ class DataReport:
         return lines
 
 
+def model_config(init: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> ModelConfig:
+    """The config a stage's model would have: the init's (read from its header) or a new
+    model's, with `overrides` (nested ModelConfig keys) merged in. Training checks which keys may
+    change on init weights; this only reads."""
+    from ..config import from_dict, to_dict
+    from ..errors import UsageError
+    from ..weights_header import read_info
+
+    def merge(base: dict, extra: dict) -> dict:
+        out = dict(base)
+        for k, v in extra.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    base = read_info(init).config if init else ModelConfig()
+    try:
+        return from_dict(ModelConfig, merge(to_dict(base), overrides or {}))
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"bad model config override: {e}") from None
+
+
 def check_data(data: str | os.PathLike, *, model: ModelConfig, stage: str = "video",
                buckets: Sequence[Sequence[int]] | None = None, threads: int = 4) -> DataReport:
     """The report `lumiere data check` shows for training `stage` of a model with config `model`."""
     return DataReport(survey(data, model=model, stage=stage, buckets=buckets, threads=threads), model)
 
 
-__all__ = ["DURATION_BINS", "DataReport", "Survey", "check_data", "survey"]
+__all__ = ["DURATION_BINS", "DataReport", "Survey", "check_data", "model_config", "survey"]
