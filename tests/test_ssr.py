@@ -115,6 +115,27 @@ def test_ssr_net_reads_the_low_res_clip_and_the_augmentation_level(tiny_ssr):
         d(x, 1.0, lowres=low[:, :, :, :8, :8], aug_sigma=torch.zeros(1), **text)
 
 
+def test_freshly_inflated_default_ssr_is_the_image_unet_on_every_frame_of_a_moving_clip():
+    # No temporal down/upsampling in the SSR: with the temporal layers at their identity init the
+    # video stage starts exactly where the frames stage ended, whatever moves in the clip.
+    cfg = replace(TINY_SSR, unet=replace(TINY_SSR.unet, temporal_levels=0))
+    assert SSRConfig().unet.temporal_levels == 0
+    torch.manual_seed(0)
+    model = SSRModel(cfg).eval()
+    with torch.no_grad():
+        for p in model.unet.spatial.parameters():
+            if p.ndim > 1 and not p.any():
+                p.normal_(0, 0.05)
+    g = torch.Generator().manual_seed(0)
+    x, low = torch.randn(1, 3, 5, 16, 16, generator=g), torch.randn(1, 3, 5, 16, 16, generator=g)
+    text = model.text.encode(["a red circle"]).as_kwargs()
+    with torch.no_grad():
+        clip = model.denoiser(x, 0.7, lowres=low, aug_sigma=torch.zeros(1), **text)
+        for t in range(5):
+            frame = model.denoiser(x[:, :, t], 0.7, lowres=low[:, :, t], aug_sigma=torch.zeros(1), **text)
+            assert torch.allclose(clip[:, :, t], frame, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Temporal MultiDiffusion
 
