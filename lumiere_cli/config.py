@@ -140,8 +140,10 @@ class ModelConfig:
 
 def _ssr_unet() -> UNetConfig:
     # <J (3), C (3), M (1), the low-res clip resized (3)>; patch 4: one token per low-res pixel.
+    # No temporal down/upsampling: the base decided the motion; inflated, the SSR is exactly the
+    # frames stage's image U-Net on every frame, and any window length passes through it.
     return UNetConfig(in_channels=10, patch=4, channels=(48, 96, 128), attn_levels=(False, False, True),
-                      temporal_levels=1, temporal_attn_blocks=1, spacetime_attn_blocks=0)
+                      temporal_levels=0, temporal_attn_blocks=1, spacetime_attn_blocks=0)
 
 
 def _ssr_diffusion() -> DiffusionConfig:
