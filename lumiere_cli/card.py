@@ -118,6 +118,12 @@ def render(info: WeightsInfo) -> str:
         *(f"- {issue}" for issue in card.get("known_issues", [])),
         "",
     ]
+    # The cascade's second stage, when its weights ship beside these: its own part of the card.
+    from .cascade.card import render_ssr
+    from .cascade.header import SSR_FILENAME, read_ssr_info
+
+    if (info.path.parent / SSR_FILENAME).is_file():
+        lines += render_ssr(read_ssr_info(info.path.parent / SSR_FILENAME))
     return "\n".join(lines)
 
 

@@ -210,7 +210,10 @@ def test_upscale_shapes_determinism_and_options(tiny_ssr):
     noisy = upscale(tiny_ssr, low, "a red circle", seed=3, options=SSROptions(steps=2, noise=0.4))
     assert not np.array_equal(noisy.frames, a.frames)
     with pytest.raises(UsageError, match="uint8 frames"):
-        upscale(tiny_ssr, low[:, :4, :4], seed=0)
+        upscale(tiny_ssr, low.astype(np.float32), seed=0)
+    assert upscale(tiny_ssr, low[:, :4, :6], seed=0, options=SSROptions(steps=1)).frames.shape == (8, 8, 12, 3)
+    with pytest.raises(UsageError, match="cannot take 8 frames of 5x4"):
+        upscale(tiny_ssr, low[:, :4, :5], seed=0)
     with pytest.raises(UsageError, match="cannot take 3 frames"):
         upscale(tiny_ssr, low[:3], seed=0)
     with pytest.raises(UsageError, match="noise"):

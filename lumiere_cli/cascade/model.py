@@ -9,6 +9,7 @@ does not change what the SSR reads.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,6 +43,7 @@ class SSRModel(nn.Module):
         self.config = config
         self.card: dict[str, Any] = dict(card or {})
         self.weights_hash: str | None = None
+        self.path: Path | None = None  # the file it was loaded from
         self.text = TextEncoder(config.text)
         self.unet = STUNet(u)
         self.aug = AugEmbedding(u.pooled_dim)

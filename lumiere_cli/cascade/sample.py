@@ -24,38 +24,10 @@ from ..errors import UsageError
 from ..nn.layers import fast_autocast
 from ..progress import Progress, or_silent
 from .model import SSRModel, condition
+from .options import SSROptions
 
 # Keyword arguments cut along time with the windows.
 TIME_KWARGS = ("cond_video", "cond_mask", "lowres")
-
-
-@dataclass(frozen=True)
-class SSROptions:
-    """How to run the SSR. None means the SSR's own recommendation (`resolve`)."""
-
-    steps: int | None = None  # None: SSRConfig.diffusion.sample_steps
-    noise: float | None = None  # the conditioning's augmentation level; None: SSRConfig.sample_aug_sigma
-    sampler: str | None = None  # None: the SSR's (DiffusionConfig.sample_sampler)
-    guidance: float | None = None  # None: the SSR's (1: no guidance)
-    schedule_shift: float | None = None  # None: the SSR's sampling shift
-    window: int | None = None  # temporal window; None: the trained length
-    overlap: int | None = None  # None: SSRConfig.overlap (Lumiere: 2)
-    chunk: int | None = None  # windows per network call; None: all at once
-    average: bool = True  # False: paste windows without MultiDiffusion's average (for measuring)
-    bf16: bool = False  # bf16 autocast where the hardware runs it natively (fp32 otherwise)
-
-    def resolve(self, ssr: SSRModel) -> SSROptions:
-        cfg, d = ssr.config, ssr.config.diffusion
-        return replace(
-            self,
-            steps=d.sampling_steps if self.steps is None else self.steps,
-            noise=cfg.sample_aug_sigma if self.noise is None else self.noise,
-            sampler=d.sampling_sampler if self.sampler is None else self.sampler,
-            guidance=d.sampling_guidance if self.guidance is None else self.guidance,
-            schedule_shift=d.sampling_schedule_shift if self.schedule_shift is None else self.schedule_shift,
-            window=cfg.frames if self.window is None else self.window,
-            overlap=cfg.overlap if self.overlap is None else self.overlap,
-        )
 
 
 @dataclass
@@ -77,7 +49,8 @@ def upscale(
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
 ) -> UpscaleResult:
-    """Enlarge `lowres` (uint8 (t, h, w, 3), h = w = the SSR's size) `factor` times.
+    """Enlarge `lowres` (uint8 (t, h, w, 3); the SSR was trained for h = w = its `size`, and any
+    size whose enlargement passes through its U-Net works) `factor` times.
 
     known, known_mask: (1, 3, t, H, W) in [-1, 1] and (1, 1, t, H, W), 1 = keep, at the output size.
     The same (clip, prompt, seed, options) gives the same clip, bit for bit.
@@ -140,26 +113,24 @@ def _check(ssr: SSRModel, lowres: np.ndarray, o: SSROptions, known, known_mask) 
     from .. import limits
 
     cfg = ssr.config
-    if lowres.ndim != 4 or lowres.shape[1:] != (cfg.size, cfg.size, 3) or lowres.dtype != np.uint8:
-        raise UsageError(f"the clip to enlarge must be uint8 frames (t, {cfg.size}, {cfg.size}, 3), "
-                         f"got {lowres.dtype} {lowres.shape}")
+    if lowres.ndim != 4 or lowres.shape[-1] != 3 or lowres.dtype != np.uint8:
+        raise UsageError(f"the clip to enlarge must be uint8 frames (t, h, w, 3), got {lowres.dtype} {lowres.shape}")
     limits.check("steps", o.steps)
     if not 0 <= o.noise <= 1:
         raise UsageError(f"the SSR's conditioning noise must be between 0 and 1, got {o.noise:g}")
-    frames, size = lowres.shape[0], cfg.out_size
-    window = min(o.window, frames)
+    frames, height, width = lowres.shape[0], lowres.shape[1] * cfg.factor, lowres.shape[2] * cfg.factor
     try:
-        ssr.unet.check_input(window, size, size)
+        ssr.unet.check_input(min(o.window, frames), height, width)
     except ValueError as e:
-        raise UsageError(f"the SSR cannot take {frames} frames: {e}") from None
+        raise UsageError(f"the SSR cannot take {frames} frames of {lowres.shape[2]}x{lowres.shape[1]}: {e}") from None
     if not 0 <= o.overlap < o.window:
         raise UsageError(f"overlap must be between 0 and window - 1 ({o.window - 1}); got {o.overlap}")
     for name, v, c in (("known", known, 3), ("known_mask", known_mask, 1)):
-        if v is not None and tuple(v.shape) != (1, c, frames, size, size):
-            raise UsageError(f"{name} must be (1, {c}, {frames}, {size}, {size}), got {tuple(v.shape)}")
+        if v is not None and tuple(v.shape) != (1, c, frames, height, width):
+            raise UsageError(f"{name} must be (1, {c}, {frames}, {height}, {width}), got {tuple(v.shape)}")
     if (known is None) != (known_mask is None):
         raise UsageError("give known and known_mask together")
-    return frames, size, size
+    return frames, height, width
 
 
 __all__ = ["SSROptions", "TIME_KWARGS", "UpscaleResult", "upscale"]

@@ -66,6 +66,7 @@ def load_ssr(path: str | os.PathLike, device: str | torch.device = "cpu", *, gro
     except RuntimeError as e:
         raise WeightsError(f"{p}: weights do not match their config ({str(e).splitlines()[-1].strip()})") from None
     model.weights_hash = meta["content_hash"]
+    model.path = p
     return model.to(device).eval()
 
 

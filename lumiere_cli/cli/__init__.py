@@ -13,7 +13,7 @@ import traceback
 
 import typer
 
-from lumiere_cli.cli import data_cmds, generate, model_cmds
+from lumiere_cli.cli import data_cmds, generate, model_cmds, upscale
 from lumiere_cli.cli.ui import INTERRUPTED, debug_enabled, failure, report_error
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 generate.register(app)
 model_cmds.register(app)
+upscale.register(app)
 data_cmds.register(app)
 
 

@@ -1,0 +1,80 @@
+"""The cascade in the product: `lumiere upscale`, and (with an SSR beside the base weights) every
+generation command at the SSR's resolution, `--base-only`, sidecars and `info`.
+
+The models are the tiny random ones (base 16x16, SSR 2x: 32x32) with one or two steps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from lumiere_cli import video_io
+from lumiere_cli.cli import app
+from test_ssr import TINY_SSR, make_tiny_ssr
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def cascade_weights(tiny_weights, tmp_path_factory):
+    """A weights folder holding the tiny base (16x16) and a tiny SSR (16 -> 32) beside it."""
+    from lumiere_cli.cascade.weights import save_ssr
+
+    folder = tmp_path_factory.mktemp("cascade")
+    shutil.copy(tiny_weights / "model.safetensors", folder / "model.safetensors")
+    ssr = make_tiny_ssr()
+    ssr.config = replace(TINY_SSR, size=16)
+    save_ssr(ssr, folder)
+    return folder
+
+
+@pytest.fixture
+def env(cascade_weights, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LUMIERE_WEIGHTS", str(cascade_weights))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LUMIERE_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _clip(path, frames=8, size=24):
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+    video_io.write_clip(path, video, fps=8, format="png", metadata={}, display_scale=1)
+    return path
+
+
+def test_upscale_enlarges_any_clip_with_the_ssr_alone(env, cascade_weights):
+    src = _clip(env / "small")
+    result = invoke("upscale", "--video", src, "a red circle", "-o", "big", "--ssr-steps", "1", "--seed", "3",
+                    "--display-scale", "1", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[-1])
+    assert record["task"] == "upscale" and record["size"] == [32, 32] and record["frames"] == 8
+    frames = video_io.read_video(env / "big").frames
+    assert frames.shape == (8, 32, 32, 3)
+    side = json.loads((env / "big.json").read_text())
+    assert side["task"] == "upscale" and side["cascade"]["stages"] == ["ssr"]
+    assert side["cascade"]["ssr_steps"] == 1 and side["weights"]["path"].endswith("ssr.safetensors")
+    assert "ssr_s" not in side["timings"] and side["timings"]["ssr_denoise_s"] > 0
+
+
+def test_upscale_needs_a_video_and_ssr_weights(env, tiny_weights):
+    assert invoke("upscale", "a red circle").exit_code == 2
+    src = _clip(env / "small")
+    result = invoke("upscale", "--video", src, "--weights", tiny_weights, "-o", "x.mp4")
+    assert result.exit_code == 3 and "no super-resolution weights" in result.output
+    result = invoke("upscale", "--video", env / "missing.mp4", "-o", "x.mp4")
+    assert result.exit_code == 3
+    assert invoke("upscale", "--video", src, "--ssr-noise", "2").exit_code == 2
