@@ -78,3 +78,24 @@ def test_upscale_needs_a_video_and_ssr_weights(env, tiny_weights):
     result = invoke("upscale", "--video", env / "missing.mp4", "-o", "x.mp4")
     assert result.exit_code == 3
     assert invoke("upscale", "--video", src, "--ssr-noise", "2").exit_code == 2
+
+
+def test_info_reports_both_stages(env, cascade_weights, tiny_weights):
+    data = json.loads(invoke("info", "--json").stdout)
+    assert data["size"] == 16 and data["ssr"]["size"] == 32 and data["ssr"]["factor"] == 2
+    assert data["ssr"]["weights"]["path"].endswith("ssr.safetensors")
+    text = invoke("info").stdout
+    assert "super-resolution" in text and "16x16 -> 32x32" in text
+    assert "ssr" not in json.loads(invoke("info", "--json", "--weights", tiny_weights).stdout)
+
+
+def test_eval_reports_the_cascade_next_to_the_base(env, tmp_path):
+    result = invoke("eval", "--n", "1", "--steps", "1", "--ssr-steps", "1", "--json-out", tmp_path / "ev.json")
+    assert result.exit_code == 0, result.output
+    assert "cascade 32px" in result.stdout
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert set(ev["splits"]) == set(ev["cascade"]["splits"]) == {"held_in", "held_out"}
+    assert ev["cascade"]["options"]["ssr"]["steps"] == 1
+    assert [s["prompt"] for s in ev["samples"]] == [s["prompt"] for s in ev["cascade"]["samples"]]
+    only = invoke("eval", "--n", "1", "--steps", "1", "--base-only", "--json")
+    assert "cascade" not in json.loads(only.stdout)

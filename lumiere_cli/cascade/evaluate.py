@@ -74,4 +74,50 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-__all__ = ["METHODS", "beats_baselines", "fidelity", "held_out_pairs", "table"]
+
+
+def evaluate_cascade(base, ssr, *, n: int, seed: int, options=None, ssr_options: SSROptions = SSROptions(),
+                     batch_size: int = 8, device: str = "cpu",
+                     progress: Callable[[str, int, int], None] | None = None):
+    """`lumiere eval` on both stages: the base clips as `eval.evaluate` makes them (same prompts,
+    seeds and batches), and the same clips enlarged by the SSR (seed of the clip), each read back by
+    the detector. Returns (base report, cascade report), two `eval.EvalReport`s; the cascade's
+    options record the SSR's resolved options under "ssr"."""
+    from dataclasses import asdict
+
+    from ..config import SampleOptions
+    from ..eval import ATTRIBUTES, EvalReport, draw_specs, score
+    from ..pipeline import generate_batch, resolve_options
+    from ..world.detect import detect
+    from ..world.vocab import caption
+
+    options = SampleOptions() if options is None else options
+    reports = {"base": ({}, []), "cascade": ({}, [])}
+    for name, specs in draw_specs(n, seed).items():
+        found: dict[str, list] = {"base": [], "cascade": []}
+        for first in range(0, n, batch_size):
+            chunk = specs[first:first + batch_size]
+            prompts = [caption(spec) for spec in chunk]
+            seeds = [seed + k for k in range(first, first + len(chunk))]
+            results = generate_batch(base, prompts, seeds=seeds, options=options, device=device)
+            for spec, prompt, clip_seed, result in zip(chunk, prompts, seeds, results):
+                big = upscale(ssr, result.frames, prompt, seed=clip_seed, options=ssr_options, device=device).frames
+                for stage, clip in (("base", result.frames), ("cascade", big)):
+                    det = detect(clip)
+                    found[stage].append(det)
+                    reports[stage][1].append({"split": name, "prompt": prompt, "seed": clip_seed,
+                                              "expected": {a: getattr(spec, a) for a in ATTRIBUTES},
+                                              "detected": det.to_dict(), "edge_width": edge_width(clip)})
+            if progress is not None:
+                progress(name, len(found["base"]), n)
+        for stage in reports:
+            reports[stage][0][name] = score(found[stage], specs)
+            reports[stage][0][name]["edge_width"] = float(np.mean(
+                [s["edge_width"] for s in reports[stage][1] if s["split"] == name]))
+    opts = asdict(resolve_options(base.config, options))
+    return (EvalReport(splits=reports["base"][0], n=n, seed=seed, options=opts, samples=reports["base"][1]),
+            EvalReport(splits=reports["cascade"][0], n=n, seed=seed,
+                       options={**opts, "ssr": vars(ssr_options.resolve(ssr))}, samples=reports["cascade"][1]))
+
+
+__all__ = ["METHODS", "beats_baselines", "evaluate_cascade", "fidelity", "held_out_pairs", "table"]

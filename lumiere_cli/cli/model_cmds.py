@@ -11,6 +11,7 @@ import typer
 from lumiere_cli.choices import Stage
 from lumiere_cli.cli import options as o
 from lumiere_cli.cli.ui import UI, handle_errors
+from lumiere_cli.cli.upscale import BaseOnly, SsrNoise, SsrSteps
 from lumiere_cli.errors import InputError, UsageError
 
 PANEL = "Model"
@@ -43,6 +44,14 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
         "config": asdict(cfg),
         "card": card,
     }
+    from lumiere_cli.cascade.header import read_ssr_info, ssr_beside
+
+    ssr_path = ssr_beside(weights)
+    ssr = read_ssr_info(ssr_path) if ssr_path is not None else None
+    if ssr is not None:  # the cascade's second stage: what every generation command ends with
+        summary["ssr"] = {"weights": {"path": str(ssr.path), "hash": ssr.content_hash},
+                          "size": ssr.config.out_size, "factor": ssr.config.factor, "parameters": ssr.parameters,
+                          "config": asdict(ssr.config), "card": ssr.card}
     if json:
         typer.echo(jsonlib.dumps(summary, default=str))
         return
@@ -63,6 +72,18 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
     t.add_row("guidance", f"{d.sampling_guidance:g} by default (--guidance)")
     t.add_row("sampler", f"{d.sampling_sampler} by default (--sampler)")
     t.add_row("vocabulary", " ".join(cfg.vocabulary) if cfg.vocabulary else "(not recorded)")
+    if ssr is not None:
+        sc = ssr.config
+        t.add_row("super-resolution", f"{ssr.path}  (hash {ssr.content_hash[:12]})\n{sc.size}x{sc.size} -> "
+                  f"{sc.out_size}x{sc.out_size} ({sc.factor}x), {ssr.parameters:,} parameters, windows of "
+                  f"{sc.frames} frames (overlap {sc.overlap}); {sc.diffusion.sampling_steps} "
+                  f"{sc.diffusion.sampling_sampler} steps, noise {sc.sample_aug_sigma:g} by default "
+                  "(--ssr-steps, --ssr-noise; --base-only skips it)")
+        if "fidelity" in ssr.card:
+            t.add_row("ssr fidelity", "\n".join(f"{m}: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}"
+                                                for m, v in ssr.card["fidelity"]["methods"].items()))
+    else:
+        t.add_row("super-resolution", f"none (no ssr.safetensors beside the weights): clips are {cfg.size}x{cfg.size}")
     for key in ("training", "eval"):
         if key in card:
             t.add_row(key, _flat(card[key]))
@@ -230,8 +251,13 @@ def eval_(
     device: o.DeviceOpt = o.Device.auto,
     json: o.Json = False,
     quiet: o.Quiet = False,
+    base_only: BaseOnly = False,
+    ssr_steps: SsrSteps = None,
+    ssr_noise: SsrNoise = None,
 ) -> None:
-    """Evaluate the model on held-in and held-out prompts; prints a table.
+    """Evaluate the model on held-in and held-out prompts; prints a table. With super-resolution
+    weights beside the base, the same clips enlarged by the cascade are scored too, side by side
+    (the JSON's "cascade" holds their report).
 
     Example: [bold]lumiere eval --n 16 --json-out eval.json[/]
     """
@@ -259,9 +285,23 @@ def eval_(
                     ui.log(f"evaluating {split} prompts ({total} clips)")
             ui.step(done, total)
 
-        report = eval_mod.evaluate(model, n=n, seed=seed, options=opts, progress=progress,
-                                   device=device_name, batch_size=batch_size)
+        from lumiere_cli.cascade.run import load_beside
+
+        ssr = None if base_only else load_beside(weights, device=device_name)
+        if ssr is None:
+            report = eval_mod.evaluate(model, n=n, seed=seed, options=opts, progress=progress,
+                                       device=device_name, batch_size=batch_size)
+            cascade = None
+        else:
+            from lumiere_cli.cascade.evaluate import evaluate_cascade
+            from lumiere_cli.cascade.options import SSROptions
+
+            report, cascade = evaluate_cascade(model, ssr, n=n, seed=seed, options=opts, progress=progress,
+                                               ssr_options=SSROptions(steps=ssr_steps, noise=ssr_noise),
+                                               device=device_name, batch_size=batch_size)
     data = report.to_dict()
+    if cascade is not None:
+        data["cascade"] = cascade.to_dict()
     if json_out is not None:
         from lumiere_cli.video_io import write_sidecar
 
@@ -272,9 +312,19 @@ def eval_(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="lumiere eval", caption=report.grain_line())
+    caption = report.grain_line()
+    if cascade is not None:
+        size = ssr.config.out_size
+        caption = (f"base {model.config.size}px: {caption}; cascade {size}px: {cascade.grain_line()}\nedge width "
+                   "(px at each stage's size; renders ~1): " + ", ".join(
+                       f"{name} {report.splits[name]['edge_width']:.2f} -> {cascade.splits[name]['edge_width']:.2f}"
+                       for name in report.splits))
+    table = Table(title="lumiere eval", caption=caption)
     for col in eval_mod.COLUMNS:
         table.add_column(col)
     for row in report.rows():
         table.add_row(*(str(v) for v in row))
+    if cascade is not None:
+        for row in cascade.rows():
+            table.add_row(f"{row[0]}, cascade {ssr.config.out_size}px", *(str(v) for v in row[1:]))
     Console(highlight=False).print(table)
