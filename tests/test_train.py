@@ -175,17 +175,33 @@ def test_known_mask_layouts():
 
 
 @pytest.mark.slow
-def test_two_process_ddp_start(tmp_path):
+@pytest.mark.parametrize("data", ["shapes", "manifest"])
+def test_two_process_ddp_start(tmp_path, data):
+    from test_data import world_clips
+
+    if data == "manifest":  # world renders encoded as mp4, listed in a CSV manifest
+        (tmp_path / "clips").mkdir()
+        rows = [f"clips/{p.name},{text}" for p, text in world_clips(tmp_path / "clips", 4)]
+        (tmp_path / "clips.csv").write_text("path,caption\n" + "\n".join(rows) + "\n")
+        data = str(tmp_path / "clips.csv")
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "lumiere_cli", "train", "--stage", "t2i", "--steps", "3", "--batch-size", "2",
-           "--out", str(out), "--config", dumps(TINY), "--device", "cpu", "--quiet"]
+           "--out", str(out), "--config", dumps(TINY), "--device", "cpu", "--quiet", "--data", data,
+           "--workers", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     model = load_model(out / "weights")
     record = model.card["training"][-1]
     assert record["processes"] == 2 and record["samples_seen"] == 3 * 2 * 2
+    if data != "shapes":
+        assert record["usable"] == 4 and record["skipped"] == 0
+        # The same run goes on in one process: the checkpoint holds nothing of the process count.
+        resumed = train(_cfg(tmp_path, "t2i", out_dir=str(out), steps=5, model=TINY, data=data, workers=1,
+                             device="cpu"))
+        record = load_model(resumed).card["training"][-1]
+        assert (record["processes"], record["steps"], record["samples_seen"]) == (1, 5, 3 * 2 * 2 + 2 * 2)
 
 
 def test_clip_encoder_tells_where_an_object_is():

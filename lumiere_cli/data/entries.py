@@ -203,6 +203,8 @@ def _folder(root: Path) -> Listing:
             listing.entries.append(Entry(where, path, " ".join(text.split())))
     if not listing.count:
         raise InputError(f"folder {root} holds no videos or images ({', '.join(sorted(MEDIA_SUFFIXES))})")
+    listing.entries.sort(key=lambda e: e.where)  # in path order, subfolders among the files
+    listing.problems.sort(key=lambda e: e.where)
     return listing
 
 
