@@ -147,7 +147,11 @@ def _ssr_unet() -> UNetConfig:
 
 
 def _ssr_diffusion() -> DiffusionConfig:
-    return DiffusionConfig(sample_guidance=1.0, sample_sampler="ddim", sample_steps=8)
+    # The SSR diffuses the residual from the enlarged low-res clip (cascade.model.ResidualDenoiser):
+    # a few hundredths of a frame's variance, so a smaller data scale, a schedule shifted to low
+    # noise and a lower top level (at sigma 20 the residual is long gone).
+    return DiffusionConfig(sigma_data=0.25, sigma_max=20.0, schedule_shift=0.25, sample_guidance=1.0,
+                           sample_sampler="ddim", sample_steps=8)
 
 
 @dataclass(frozen=True)

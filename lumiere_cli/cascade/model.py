@@ -49,9 +49,41 @@ class SSRModel(nn.Module):
         self.aug = AugEmbedding(u.pooled_dim)
 
     @property
-    def denoiser(self) -> Denoiser:
+    def denoiser(self) -> ResidualDenoiser:
         """D(x; sigma, lowres=, aug_sigma=, text...) on high-res clips (b, 3, t, H, W) or frames."""
-        return Denoiser(SSRNet(self.unet, self.aug), self.config.diffusion)
+        return ResidualDenoiser(Denoiser(SSRNet(self.unet, self.aug), self.config.diffusion))
+
+
+class ResidualDenoiser(nn.Module):
+    """Diffusion on what the enlarged low-res clip L leaves out (SRDiff, Li et al. 2022):
+
+        D(x; sigma) = L + D_r(x - L; sigma)        loss(x0) = loss_r(x0 - L)
+
+    where D_r is the preconditioned network on residuals r0 = x0 - L. With x = x0 + sigma eps,
+    x - L = r0 + sigma eps, so samplers, guidance, windows and known-pixel pasting keep working on
+    clips; only the network's variable moves. A network asked for x0 itself must carry L through
+    every normalisation to its output exactly; here L comes for free and the network draws the
+    edges (measured: at 1,000 steps the x0-network still missed the enlargement by 5x bicubic's
+    error at high noise, 30x at sigma 1).
+    """
+
+    def __init__(self, inner: Denoiser):
+        super().__init__()
+        self.inner = inner
+        self.cfg = inner.cfg
+
+    def forward(self, x: Tensor, sigma: Tensor | float, *, lowres: Tensor, **kwargs) -> Tensor:
+        lowres = _check_lowres(lowres, x).to(x)
+        return lowres + self.inner(x - lowres, sigma, lowres=lowres, **kwargs)
+
+    def loss(self, x0: Tensor, sigma: Tensor, noise: Tensor, *, lowres: Tensor, **kwargs) -> Tensor:
+        return self.inner.loss(x0 - _check_lowres(lowres, x0).to(x0), sigma, noise, lowres=lowres, **kwargs)
+
+
+def _check_lowres(lowres: Tensor, x: Tensor) -> Tensor:
+    if lowres.shape != x.shape:
+        raise ValueError(f"lowres must be (b, 3, ...) at the output size {tuple(x.shape[2:])}, got {tuple(lowres.shape)}")
+    return lowres
 
 
 def enlarge(lowres: Tensor, factor: int) -> Tensor:
@@ -76,4 +108,4 @@ def condition(lowres: Tensor, aug_sigma: Tensor, factor: int, *, noise: Tensor |
     return enlarge(lowres + sigma * noise.to(lowres), factor)
 
 
-__all__ = ["IN_CHANNELS", "SSRModel", "condition", "enlarge"]
+__all__ = ["IN_CHANNELS", "ResidualDenoiser", "SSRModel", "condition", "enlarge"]

@@ -82,7 +82,8 @@ def upscale(
     # 4. noise levels and 5. the initial noise, from the same explicit generator
     sampling = replace(cfg.diffusion, schedule_shift=options.schedule_shift)
     sigmas = get_sigmas(options.steps, sampling).to(torch.float32).to(device)
-    x = torch.randn((1, 3, frames, height, width), generator=generator).to(device) * sigmas[0]
+    # the residual diffusion's prior: the enlarged low-res clip plus noise at the top level
+    x = cond["lowres"] + torch.randn((1, 3, frames, height, width), generator=generator).to(device) * sigmas[0]
     t_prepared = time.perf_counter()
 
     # 6. denoise: guidance(paste(windows(denoiser)))
