@@ -277,8 +277,10 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None, resume: bool = 
         else:
             progress("train", done, cfg.steps)
         if val is not None and (done % cfg.val_every == 0 or done == cfg.steps):
+            t_val = time.perf_counter()
             last_val, val_clips = validate(val_module, val, model.text.tokenize, dist, batch_size=cfg.batch_size,
                                            autocast=autocast)
+            t_last += time.perf_counter() - t_val  # clips/s counts training time only
             if dist.main:
                 _append_metrics(out / METRICS, {"step": done, "val_loss": {k: _finite(v) for k, v in last_val.items()},
                                                 "val_clips": val_clips,
