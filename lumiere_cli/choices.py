@@ -38,6 +38,7 @@ class Task(Choice):
     cinemagraph = "cinemagraph"
     edit = "edit"
     stylize = "stylize"
+    extend = "extend"
 
 
 class Stage(Choice):

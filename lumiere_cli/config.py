@@ -198,6 +198,10 @@ class SampleOptions:
     window: int | None = None  # temporal MultiDiffusion window; None: the whole clip at once
     overlap: int = 4
     bf16: bool = False
+    # A clip longer than the model's own length: first the whole clip at that length, then its frames
+    # kept as keyframes while windows fill in between (False: independent windows, averaged).
+    coarse: bool = True
+    loop: bool = False  # windows wrap around the end, so the last frame flows into the first
     # The sampling schedule's shift; None: the model's (DiffusionConfig.sample_shift).
     schedule_shift: float | None = None
 
@@ -290,6 +294,10 @@ class TrainConfig:
     # spends every clip on the words whose sign only high noise decides; follow it with a stage
     # on every motion so the rest is not forgotten.
     motions: tuple[str, ...] | None = None
+    # Video stages: which <C, M> layouts clips are trained with (masks.LAYOUT_SETS): "standard"
+    # (none, first frame, inpaint, cinemagraph), or "time", which adds whole known frames anywhere
+    # (keyframes, a prefix, a suffix, both ends) for extend, keyframes and long clips.
+    layouts: str = "standard"
     paraphrase_prob: float = 0.3
     # What the stage trains on: "shapes" (the procedural world), a CSV/JSONL manifest, or a folder
     # of videos and images with same-stem .txt captions (lumiere_cli.data). reversed_pairs,

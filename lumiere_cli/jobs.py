@@ -24,8 +24,9 @@ from .errors import InputError, LumiereError, UsageError
 from .outputs import Reservation
 from .requests import Request
 
-# Tasks that edit the user's video: the clip keeps the input's timeline (frame rate, audio).
-VIDEO_TASKS = (Task.edit, Task.inpaint)
+# Tasks on the user's video: the clip keeps the input's frame rate (edit and inpaint its sound too).
+VIDEO_TASKS = (Task.edit, Task.inpaint, Task.extend)
+SOUND_TASKS = (Task.edit, Task.inpaint)
 
 
 class Listener:
@@ -78,6 +79,12 @@ class Outcome:
 class _Prepared:
     request: Request
     reservation: Reservation
+    preview: Reservation | None = None
+
+    def release(self) -> None:
+        self.reservation.release()
+        if self.preview is not None:
+            self.preview.release()
 
 
 # ----------------------------------------------------------------------------- phase 1: no model
@@ -110,14 +117,32 @@ def check(requests: list[Request], cfg: ModelConfig, problems: Problems | None =
             else:
                 stem = outputs.default_stem(r.prompt, r.seed)
                 reservation = outputs.reserve_default(r.output.out_dir, stem, fmt, overwrite=r.output.overwrite)
-            prepared.append(_Prepared(r, reservation))
+            prepared.append(_Prepared(r, reservation, _reserve_preview(r, len(requests), reservation)))
         except LumiereError as e:
             problems.add(r.index, _located(e, r))
     if problems.found:
         for p in prepared:
-            p.reservation.release()
+            p.release()
         problems.raise_any()
     return prepared
+
+
+def _reserve_preview(r: Request, count: int, clip: Reservation) -> Reservation | None:
+    """The preview file, reserved like any output (it is rewritten while the clip is sampled)."""
+    if r.output.preview is None:
+        return None
+    if count > 1:
+        clip.release()
+        raise UsageError("--preview follows one clip: leave it out with several prompts")
+    path = Path(r.output.preview)
+    if path.absolute() == clip.path.absolute():
+        clip.release()
+        raise UsageError("--preview must name another file than the output")
+    try:
+        return outputs.reserve(path, outputs.format_for(path, None), overwrite=r.output.overwrite)
+    except LumiereError:
+        clip.release()
+        raise
 
 
 def _located(e: LumiereError, r: Request) -> LumiereError:
@@ -143,9 +168,15 @@ def _check_inputs(r: Request, cfg: ModelConfig) -> None:
 
     n = _frames(r, cfg)
     inputs = r.inputs
-    infos = {name: video_io.probe(getattr(inputs, name)) for name in ("image", "video", "mask")
+    infos = {name: video_io.probe(getattr(inputs, name)) for name in ("image", "video", "mask", "last_image")
              if getattr(inputs, name) is not None}
-    for name in ("video", "mask"):
+    for index, path in inputs.keyframes:
+        video_io.probe(path)
+        if not -n <= index < n:
+            raise UsageError(f"keyframe {path}@{index} is outside the clip's {n} frames (0 to {n - 1}, or -1 for the last)")
+    if r.schedule and max(f for f, _ in r.schedule) >= n:
+        raise UsageError(f"--prompt-at {max(f for f, _ in r.schedule)} is past the clip's last frame ({n - 1})")
+    for name in ("video", "mask") if r.task is not Task.extend else ():
         info = infos.get(name)
         if info is None or info.kind != "video" or info.frames is None:
             continue
@@ -190,6 +221,10 @@ def run(requests: list[Request], *, weights: str | Path | None = None, device: s
         style = _style(model, requests, weights_info, listener) if any(r.task is Task.stylize for r in requests) else None
         styled = style[0] if style else None
         state = _RunState()
+        if any(not r.base_only for r in requests):
+            from .cascade.run import load_beside
+
+            state.ssr, state.hires = load_beside(weights, device=device), _RunState()
         results = []
         for n, p in enumerate(prepared, 1):
             label = f"[{n}/{len(prepared)}] {p.request.prompt}" if len(prepared) > 1 else p.request.prompt
@@ -203,7 +238,7 @@ def run(requests: list[Request], *, weights: str | Path | None = None, device: s
         return results
     finally:
         for p in prepared:
-            p.reservation.release()
+            p.release()
 
 
 @dataclass
@@ -212,6 +247,8 @@ class _RunState:
 
     decoded: dict[tuple, Any] = field(default_factory=dict)
     warned: set[str] = field(default_factory=set)
+    ssr: Any = None  # the cascade's super-resolution model, when the weights include one
+    hires: Any = None  # a _RunState of its own for inputs decoded at the SSR's size
 
 
 def _load(weights, device):
@@ -259,15 +296,18 @@ def _one(model, p: _Prepared, device, weights_info, style_info, state: _RunState
     listener.clip_started(r, label)
     t0 = time.perf_counter()
     result = generate(model, r.prompt, task="t2v" if r.task is Task.stylize else str(r.task),
-                      inputs=decoded.inputs, options=options, seed=r.seed, device=device, progress=listener.progress)
+                      inputs=decoded.inputs, options=options, seed=r.seed, device=device, progress=listener.progress,
+                      schedule=list(r.schedule) or None, preview=_previewer(p, cfg, listener),
+                      preview_every=r.output.preview_every)
     t_generate = time.perf_counter() - t0
     _warn_words(result, state, listener)
+    result, cascade = _enlarge(r, result, cfg, n, state, device, listener)
 
     fps = r.fps or (decoded.fps if r.task in VIDEO_TASKS and decoded.fps else float(cfg.fps))
     size = tuple(result.frames.shape[1:3])
     fmt = p.reservation.format
     scale = outputs.display_scale(r.output.display_scale, fmt, size)
-    audio = decoded.audio
+    audio = decoded.audio if r.task in SOUND_TASKS else None
     if audio is not None and (r.fps is not None or fmt is not Format.mp4):
         why = "--fps changes the clip's timing" if r.fps is not None else f"{fmt} has no audio track"
         listener.warn(f"the input's audio was dropped: {why} (write an .mp4 at the input's rate to keep it)")
@@ -277,6 +317,7 @@ def _one(model, p: _Prepared, device, weights_info, style_info, state: _RunState
         size=size, scale=scale, display_filter=r.output.display_filter, weights=weights_info,
         inputs=decoded.info, strength=decoded.inputs.strength if decoded.inputs else None, style=style_info,
     )
+    meta["cascade"] = cascade
     listener.status(f"encoding {fmt}")
     timings = {**result.timings, "generate_s": t_generate}
     path, side = outputs.write(p.reservation, result.frames, fps=fps, meta=meta, scale=scale,
@@ -299,6 +340,25 @@ def _warn_words(result, state: _RunState, listener: Listener) -> None:
                       f"({' '.join(result.ignored_words)!r}) were ignored")
 
 
+def _enlarge(r: Request, result, cfg: ModelConfig, n: int, state: _RunState, device, listener: Listener):
+    """The cascade's second stage on the base's clip (cascade.run), unless --base-only or no SSR
+    ships with the weights; the user's inputs are decoded again at the SSR's size, so the pixels a
+    task keeps are theirs at the output resolution. Returns the result and what the metadata says."""
+    from .cascade import run as cascade
+
+    ssr = state.ssr
+    if ssr is None or r.base_only:
+        return result, cascade.describe(ssr, None, base_size=cfg.size, base_only=r.base_only)
+    hires = None
+    if r.task not in (Task.t2v, Task.stylize):
+        hires = _decode(r, replace(cfg, size=ssr.config.out_size), n, state.hires, Listener()).inputs
+    listener.status(f"enlarging {cfg.size} -> {ssr.config.out_size} px")
+    task = "t2v" if r.task is Task.stylize else str(r.task)
+    result = cascade.enlarge(ssr, result, task=task, prompt=r.prompt, seed=r.seed, options=r.ssr, inputs=hires,
+                             device=device, progress=listener.progress)
+    return result, cascade.describe(ssr, r.ssr, base_size=cfg.size)
+
+
 # ----------------------------------------------------------------------------- inputs
 
 
@@ -318,17 +378,24 @@ def _decode(r: Request, cfg: ModelConfig, n: int, state: _RunState, listener: Li
     if r.task in (Task.t2v, Task.stylize):
         return _Decoded(None, {})
     inputs = r.inputs
-    sampling = {"frames": n, "stride": inputs.stride, "source_fps": inputs.input_fps,
-                "fps": None if inputs.stride is not None else float(cfg.fps)}
+    # extend keeps the whole input: every frame of it at the sampling rate
+    sampling = {"frames": n if r.task is not Task.extend else None, "stride": inputs.stride,
+                "source_fps": inputs.input_fps, "fps": None if inputs.stride is not None else float(cfg.fps)}
     info, fps, audio = {}, None, None
     image = video = region = None
     if inputs.image is not None:
-        image = _cached(state, ("image", inputs.image), lambda: video_io.fit_to_model(video_io.read_image(inputs.image), cfg.size))
+        image = _still(state, inputs.image, cfg)
         info["image"] = _file_info(state, inputs.image)
+    given = [*inputs.keyframes, *([(-1, inputs.last_image)] if inputs.last_image is not None else [])]
+    keyframes = {index % n: _still(state, path, cfg) for index, path in given}
+    for k, (_, path) in enumerate(given):
+        info[f"keyframe_{k}"] = _file_info(state, path)
     if inputs.video is not None:
         clip = _cached(state, ("video", inputs.video, tuple(sampling.items())),
                        lambda: video_io.read_video(inputs.video, **sampling))
         listener.status(clip.describe())
+        if r.task is Task.extend:
+            n = len(clip.frames)
         if len(clip.frames) < n:
             raise InputError(f"the video {inputs.video} gives {len(clip.frames)} frames at the sampling rate but {n} "
                              "are needed (give a longer video, pass --frames with a count it covers, or --stride 1)")
@@ -349,7 +416,31 @@ def _decode(r: Request, cfg: ModelConfig, n: int, state: _RunState, listener: Li
         region = video_io.fit_to_model(mask, cfg.size)
         info["mask"] = _file_info(state, inputs.mask)
     strength = inputs.strength if r.task is Task.edit else None
-    return _Decoded(Inputs(image=image, video=video, generate_region=region, strength=strength), info, fps, audio)
+    return _Decoded(Inputs(image=image, video=video, generate_region=region, strength=strength, keyframes=keyframes,
+                           backward=inputs.backward), info, fps, audio)
+
+
+def _still(state: _RunState, path: Path, cfg: ModelConfig):
+    from . import video_io
+
+    return _cached(state, ("image", path), lambda: video_io.fit_to_model(video_io.read_image(path), cfg.size))
+
+
+def _previewer(p: _Prepared, cfg: ModelConfig, listener: Listener):
+    """Rewrite the reserved preview file with each estimate the sampler hands over."""
+    if p.preview is None:
+        return None
+    from . import video_io
+
+    fps = p.request.fps or float(cfg.fps)
+
+    def preview(step: int, steps: int, frames) -> None:
+        scale = outputs.display_scale(p.request.output.display_scale, p.preview.format, frames.shape[1:3])
+        video_io.write_clip(p.preview.path, frames, fps=fps, format=str(p.preview.format), display_scale=scale,
+                            metadata={"ai_generated": True, "preview": f"step {step} of {steps}"}, overwrite=True)
+        listener.status(f"preview at step {step}/{steps}: {p.preview.path}")
+
+    return preview
 
 
 def _cached(state: _RunState, key: tuple, make):

@@ -32,10 +32,13 @@ LIMITS: dict[str, Range] = {
     "input_fps": Range(0.1, 240.0),
     "stride": Range(1, 1000, int),
     "strength": Range(0.0, 1.0),
+    "ssr_steps": Range(1, 1000, int),
+    "ssr_noise": Range(0.0, 1.0),
     "alpha": Range(0.0, 1.0),
     "style_steps": Range(1, 100_000, int),
     "display_scale": Range(0, 64, int),
     "eta": Range(0.0, 10.0),
+    "preview_every": Range(1, 1000, int),
 }
 
 

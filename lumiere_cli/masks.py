@@ -13,6 +13,13 @@ from einops import rearrange
 VIDEO_LAYOUTS = {"none": 0.4, "first_frame": 0.2, "inpaint": 0.2, "cinemagraph": 0.2}
 # Single frames: only "none" and "inpaint" mean anything without time.
 IMAGE_LAYOUTS = {"none": 0.6, "inpaint": 0.4}
+# Layouts along time too, for what the time commands ask of a model: some whole frames known and the
+# rest generated. "keyframes": every k-th frame (k = 2-5) and the last (a long clip's fine pass, and
+# --keyframe); "prefix"/"suffix": the first/last 2-t/2 frames (extend forward/backward); "ends": the
+# first and the last frame (i2v --last-image).
+TIME_LAYOUTS = {"none": 0.3, "first_frame": 0.1, "inpaint": 0.1, "cinemagraph": 0.1,
+                "keyframes": 0.15, "prefix": 0.1, "suffix": 0.1, "ends": 0.05}
+LAYOUT_SETS = {"standard": VIDEO_LAYOUTS, "time": TIME_LAYOUTS}  # TrainConfig.layouts
 
 
 def _boxes(b: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
@@ -35,9 +42,14 @@ def random_known_mask(
     kinds = torch.multinomial(probs, b, replacement=True, generator=generator)
     region = _boxes(b, h, w, generator)  # (b, h, w): where to generate
     mask = torch.zeros(b, 1, t, h, w)
+    # Per sample: a spacing or a length, and a phase (drawn only for time layouts, so that batches
+    # of the other layouts stay as they were).
+    draws = torch.rand(b, 2, generator=generator) if any(n in TIME_KINDS for n in names) else None
     for i, k in enumerate(kinds.tolist()):
         kind = names[k]
-        if kind == "first_frame":
+        if kind in TIME_KINDS:
+            mask[i, :, known_frames(kind, t, *draws[i].tolist())] = 1
+        elif kind == "first_frame":
             mask[i, :, 0] = 1
         elif kind == "inpaint":
             mask[i, :] = (~region[i]).float()
@@ -45,3 +57,18 @@ def random_known_mask(
             mask[i, :] = (~region[i]).float()
             mask[i, :, 0] = 1
     return mask
+
+
+TIME_KINDS = ("keyframes", "prefix", "suffix", "ends")
+
+
+def known_frames(kind: str, t: int, u: float, v: float) -> list[int]:
+    """The whole frames a time layout knows, from two uniform draws u, v in [0, 1)."""
+    if kind == "ends":
+        return [0, t - 1]
+    if kind == "keyframes":
+        k = 2 + int(u * 4)  # every 2nd to 5th frame
+        phase = int(v * k)
+        return sorted({*range(phase, t, k), t - 1})
+    n = 2 + int(u * max(1, t // 2 - 1))  # 2 to t/2 frames
+    return list(range(n)) if kind == "prefix" else list(range(t - n, t))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ from .progress import Progress, or_silent
 
 # The tasks one sampling run serves; stylize is text-to-video on a style-blended model (stylize.py).
 TASKS = tuple(t.value for t in Task if t is not Task.stylize)
+Schedule = list[tuple[int, str]]  # (first frame, prompt), in order: a prompt per span of the clip
+Preview = Callable[[int, int, np.ndarray], None]  # (step, steps, the estimate of the clip as uint8 t h w c)
 
 
 @dataclass
@@ -41,6 +44,9 @@ class Inputs:
     # model the convention is the opposite (M = 1 where pixels are known): `known_from_region`.
     generate_region: np.ndarray | None = None
     strength: float | None = None  # edit: the fraction of the sampling schedule to run, in [0, 1]
+    # Whole frames that are known, by index: uint8 (h, w, 3) each (i2v --last-image, --keyframe).
+    keyframes: dict[int, np.ndarray] = field(default_factory=dict)
+    backward: bool = False  # extend: continue the clip into the past instead of the future
 
 
 @dataclass
@@ -75,24 +81,96 @@ def generate(
     seed: int,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
+    schedule: Schedule | None = None,
+    preview: Preview | None = None,
+    preview_every: int = 5,
 ) -> GenerateResult:
-    t_start = time.perf_counter()
+    """One clip for every task. Clips longer than the model's own length are made coarse to fine
+    (`options.coarse`): the whole clip at the trained length first, its frames then kept as
+    keyframes of the full-length clip, whose windows only fill in between, so the windows agree.
+
+    extend: the given video's end (or start, `inputs.backward`) is kept and `options.frames` new
+    frames continue it; the result is the whole input plus the new frames.
+    schedule: a prompt per span of frames; `prompt` is the first span's.
+    preview(step, steps, frames): the denoiser's current estimate every `preview_every` steps.
+    """
     cfg = model.config
     inputs = inputs or Inputs()
+    options = resolve_options(cfg, options)
     progress = or_silent(progress)
+    if task == "extend":
+        return _extend(model, prompt, inputs, options, seed, device, progress, preview, preview_every)
+    frames = options.frames or cfg.frames
+    if options.coarse and frames > cfg.frames and task in ("t2v", "i2v") and not schedule:
+        # 1. the whole clip at the trained length: where the object is at each moment
+        coarse_progress = lambda phase, done, total, **m: progress("coarse" if phase == "denoise" else phase, done, total, **m)  # noqa: E731
+        squeeze = {round(p * (cfg.frames - 1) / (frames - 1)): f for p, f in inputs.keyframes.items()}
+        coarse = _generate_once(model, prompt, task, replace(inputs, keyframes=squeeze),
+                                replace(options, frames=cfg.frames), seed, device, coarse_progress, None, None,
+                                preview_every)
+        # 2. the full clip with those frames known, spread over it, and the user's own keyframes
+        positions = keyframe_positions(frames, cfg.frames, loop=options.loop)
+        keyframes = {p: coarse.frames[i] for i, p in enumerate(positions)} | inputs.keyframes
+        inputs = replace(inputs, keyframes=keyframes)
+        fine = _generate_once(model, prompt, task, inputs, options, seed, device, progress, None, preview, preview_every)
+        timings = {**fine.timings, "coarse_s": coarse.timings["total_s"],
+                   "total_s": fine.timings["total_s"] + coarse.timings["total_s"]}
+        return replace(fine, timings=timings)
+    return _generate_once(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
+
+
+def keyframe_positions(frames: int, coarse: int, *, loop: bool = False) -> list[int]:
+    """Where the `coarse` frames of a clip at the trained length fall in one of `frames` frames:
+    spread evenly from the first frame to the last (a loop: around the circle)."""
+    if loop:
+        return [round(i * frames / coarse) for i in range(coarse)]
+    return [round(i * (frames - 1) / (coarse - 1)) for i in range(coarse)]
+
+
+def _extend(model, prompt, inputs: Inputs, options: SampleOptions, seed, device, progress, preview, preview_every):
+    """The input's last frames as keyframes of a clip that goes on for `options.frames` frames."""
+    cfg = model.config
+    video = inputs.video
+    if video is None:
+        raise UsageError("extend needs --video")
+    new = options.frames or cfg.frames
+    m = cfg.unet.frame_multiple
+    # Context: up to half the model's length of the input, as many frames as make the whole a valid count.
+    context = min(len(video), cfg.frames // 2)
+    while context > 1 and (context + new) % m:
+        context -= 1
+    if (context + new) % m:
+        raise UsageError(f"extend: {new} new frames cannot join the input (make --frames a multiple of {m})")
+    total = context + new
+    given = video[-context:] if not inputs.backward else video[:context]
+    offset = 0 if not inputs.backward else new
+    keyframes = {offset + i: f for i, f in enumerate(given)}
+    result = _generate_once(model, prompt, "t2v", Inputs(keyframes=keyframes), replace(options, frames=total), seed,
+                            device, progress, None, preview, preview_every)
+    made = result.frames
+    frames = (np.concatenate([video[:-context], made]) if not inputs.backward
+              else np.concatenate([made, video[context:]]))
+    return replace(result, frames=frames)
+
+
+def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress,
+                   schedule: Schedule | None, preview: Preview | None, preview_every: int) -> GenerateResult:
+    t_start = time.perf_counter()
+    cfg = model.config
 
     # 1. check inputs: every problem is a one-line UsageError/InputError, before any work
-    options = resolve_options(cfg, options)
     frames = _check(model, prompt, task, inputs, options)
     if task == "edit" and inputs.strength == 0:  # nothing of the schedule to run: the input itself
         return GenerateResult(frames=inputs.video[:frames].copy(), seed=seed, fps=cfg.fps,
                               timings=_timings(t_start, t_start, t_start))
+    schedule = _check_schedule(schedule, prompt, frames)
 
-    # 2. encode the prompt and the negative prompt (the unconditional branch of guidance)
+    # 2. encode the prompts and the negative prompt (the unconditional branch of guidance)
     progress("encode", 0, 1)
     with torch.inference_mode():
-        cond = text_kwargs(model, [prompt], device)
+        texts = {p: text_kwargs(model, [p], device) for p in dict.fromkeys(p for _, p in schedule)}
         uncond = text_kwargs(model, [options.negative], device) if options.guidance != 1 else None
+    cond = dict(texts[schedule[0][1]])
     progress("encode", 1, 1)
     t_encoded = time.perf_counter()
 
@@ -116,8 +194,10 @@ def generate(
         x = x + _to_clip(inputs.video[:frames]).to(device)
 
     # 6. denoise
-    x = _sample(model, x, sigmas, cond, uncond, options, [generator], progress,
-                 known=known, known_mask=known_mask, device=device)
+    window_text = _window_text(schedule, texts) if len(texts) > 1 else None
+    watch = _previewer(preview, preview_every, len(sigmas) - 1)
+    x = _sample(model, x, sigmas, cond, uncond, options, [generator], progress, known=known is not None,
+                device=device, window_text=window_text, preview=watch)
     t_denoised = time.perf_counter()
 
     # 7. frames as uint8 (t, h, w, c); known pixels are the user's bytes, exactly
@@ -125,14 +205,55 @@ def generate(
     if known is not None:
         keep = rearrange(known_mask[0, 0].cpu().numpy() > 0.5, "t h w -> t h w 1")
         out = np.where(keep, _to_uint8(known[0]), out)
+    words = [w for _, p in schedule for w in unknown_words(p, cfg.vocabulary)]
     return GenerateResult(
         frames=out,
         seed=seed,
         fps=cfg.fps,
         timings=_timings(t_start, t_encoded, t_denoised),
-        unknown_words=unknown_words(prompt, cfg.vocabulary),
-        ignored_words=model.text.ignored_words(prompt),
+        unknown_words=list(dict.fromkeys(words)),
+        ignored_words=[w for _, p in schedule for w in model.text.ignored_words(p)],
     )
+
+
+def _check_schedule(schedule: Schedule | None, prompt: str, frames: int) -> Schedule:
+    """The prompt schedule, starting at frame 0 with `prompt`, each start inside the clip and later
+    than the one before."""
+    if not schedule:
+        return [(0, prompt)]
+    schedule = sorted((int(start), text) for start, text in schedule)
+    if schedule[0][0] != 0:
+        schedule = [(0, prompt), *schedule]
+    starts = [start for start, _ in schedule]
+    if len(set(starts)) != len(starts) or not all(0 <= s < frames for s in starts):
+        raise UsageError(f"prompt schedule starts must be distinct frames in 0-{frames - 1}, got {starts}")
+    for _, text in schedule:
+        if not text.strip():
+            raise UsageError("empty prompt in the schedule")
+    return schedule
+
+
+def _window_text(schedule: Schedule, texts: dict[str, dict]) -> Callable[[torch.Tensor], dict]:
+    """For a window (its frame indices): the text of the prompt that holds at its middle frame."""
+    def text_for(idx: torch.Tensor) -> dict:
+        middle = int(idx[len(idx) // 2])
+        prompt = [p for start, p in schedule if start <= middle][-1]
+        return texts[prompt]
+
+    return text_for
+
+
+def _previewer(preview: Preview | None, every: int, steps: int):
+    """The sampler callback that hands the current x0 estimate to `preview` every `every` steps."""
+    if preview is None:
+        return None
+
+    def watch(info: dict) -> None:
+        step = info["i"] + 1
+        if step % max(1, every) == 0 or step == steps:
+            preview(step, steps, _to_uint8(info["denoised"][0]))
+
+    return watch
 
 
 def generate_batch(
@@ -222,28 +343,33 @@ def _initial_noise(generators: list[torch.Generator], frames: int, size: int, de
     return torch.cat(rows).to(device)
 
 
-def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, known=None, known_mask=None,
-             device="cpu") -> torch.Tensor:
-    """Run the sampler over cfg(paste(windows(denoiser))): each wrapper has the denoiser's signature."""
+def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, known: bool = False,
+            device="cpu", window_text=None, preview=None) -> torch.Tensor:
+    """Run the sampler over windows(cfg(paste(denoiser))): each wrapper has the denoiser's signature,
+    and guidance and pasting work on whichever slice of time a window hands them."""
     cfg = model.config
     frames = x.shape[2]
     denoiser = model.denoiser
-    window = options.window or (cfg.frames if frames > cfg.frames else None)
-    if window and window < frames:
-        denoiser = TemporalWindows(denoiser, window, options.overlap)
-    if known is not None:
-        denoiser = PasteKnown(denoiser, known, known_mask)
+    if known:
+        denoiser = PasteKnown(denoiser)  # the call's cond_video/cond_mask, sliced per window
     if uncond is not None:
         denoiser = CFGDenoiser(denoiser, options.guidance, uncond)
+    window = options.window or min(cfg.frames, frames)
+    if window < frames or options.loop or window_text is not None:
+        denoiser = TemporalWindows(denoiser, window, min(options.overlap, window - 1), loop=options.loop,
+                                   window_kwargs=window_text)
     sampler = SAMPLERS[options.sampler]
     extra = {"eta": options.eta} if options.sampler == Sampler.ddim else {}
     steps = len(sigmas) - 1
     progress("denoise", 0, steps)
+
+    def callback(info: dict) -> None:
+        progress("denoise", info["i"] + 1, steps)
+        if preview is not None:
+            preview(info)
+
     with torch.inference_mode(), fast_autocast(device, options.bf16):
-        return sampler(
-            denoiser, x, sigmas, extra_args=cond, generator=generators,
-            callback=lambda info: progress("denoise", info["i"] + 1, steps), **extra,
-        )
+        return sampler(denoiser, x, sigmas, extra_args=cond, generator=generators, callback=callback, **extra)
 
 
 def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: SampleOptions) -> int:
@@ -287,6 +413,11 @@ def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options:
             raise InputError(f"mask is {m.shape[-2:]}, the video is {size}: make the mask the video's size")
         if m.ndim == 3 and len(m) < frames:
             raise InputError(f"mask video has {len(m)} frames; it needs {frames} (or use a single image mask)")
+    for i, frame in inputs.keyframes.items():
+        if not 0 <= i < frames:
+            raise UsageError(f"keyframe index {i} is outside the clip's {frames} frames (0-{frames - 1})")
+        if frame.shape != (*size, 3):
+            raise InputError(f"keyframe {i} is {frame.shape}, expected {(*size, 3)}: fit it with video_io.fit_to_model")
     return frames
 
 
@@ -314,21 +445,24 @@ def known_from_region(generate_region: np.ndarray, frames: int) -> torch.Tensor:
 
 
 def _conditioning(task: str, inputs: Inputs, frames: int, size: int):
-    """The known clip and M (1 = known) of docs/DESIGN.md §2, or (None, None) for text-to-video and edit."""
-    if task in ("t2v", "edit"):
+    """The known clip and M (1 = known) of docs/DESIGN.md §2, or (None, None) when nothing is known."""
+    if task == "edit":
         return None, None
     known = torch.zeros(1, 3, frames, size, size)
     known_mask = torch.zeros(1, 1, frames, size, size)
     if task == "i2v":
         known[:, :, 0] = _to_clip(inputs.image[None])[:, :, 0]
         known_mask[:, :, 0] = 1
-        return known, known_mask
-    keep = known_from_region(inputs.generate_region, frames)
-    if task == "inpaint":
-        known = _to_clip(inputs.video[:frames])
-        return known, keep
-    # cinemagraph: the still on every frame; all of frame 0 and the outside of the region are known
-    known = repeat(_to_clip(inputs.image[None]), "b c 1 h w -> b c t h w", t=frames).clone()
-    keep[:, :, 0] = 1
-    return known, keep
-
+    elif task == "inpaint":
+        known, known_mask = _to_clip(inputs.video[:frames]), known_from_region(inputs.generate_region, frames)
+    elif task == "cinemagraph":
+        # the still on every frame; all of frame 0 and the outside of the region are known
+        known = repeat(_to_clip(inputs.image[None]), "b c 1 h w -> b c t h w", t=frames).clone()
+        known_mask = known_from_region(inputs.generate_region, frames)
+        known_mask[:, :, 0] = 1
+    for i, frame in inputs.keyframes.items():
+        known[:, :, i] = _to_clip(frame[None])[:, :, 0]
+        known_mask[:, :, i] = 1
+    if not known_mask.any():
+        return None, None
+    return known, known_mask

@@ -15,14 +15,18 @@ from typing import Any
 
 from . import limits
 from .choices import DisplayFilter, Format, Sampler, Task
+from .cascade.options import SSROptions
 from .config import SampleOptions
 from .errors import UsageError
 
 # What each task needs from the user.
 REQUIRED_INPUTS: dict[Task, tuple[str, ...]] = {
     Task.t2v: (), Task.stylize: (), Task.i2v: ("image",), Task.inpaint: ("video", "mask"),
-    Task.cinemagraph: ("image", "mask"), Task.edit: ("video",),
+    Task.cinemagraph: ("image", "mask"), Task.edit: ("video",), Task.extend: ("video",),
 }
+# What else each setting is for.
+LOOP_TASKS = (Task.t2v, Task.i2v, Task.cinemagraph)
+SCHEDULE_TASKS = (Task.t2v, Task.i2v)
 DEFAULT_STRENGTH = 0.2  # edit: keeps the layout, takes the prompt (README, "Editing": scripts/edit_strength.py)
 
 
@@ -36,6 +40,9 @@ class InputFiles:
     strength: float | None = None  # edit: the fraction of the sampling schedule run, 0 keeps the input
     stride: int | None = None  # use every Nth input frame instead of sampling at the model's fps
     input_fps: float | None = None  # the input's own frame rate, when its file says none or a wrong one
+    last_image: Path | None = None  # i2v: the clip's last frame
+    keyframes: tuple[tuple[int, Path], ...] = ()  # i2v: (frame index, image); a negative index counts from the end
+    backward: bool = False  # extend: new frames before the video instead of after it
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,8 @@ class OutputSpec:
     overwrite: bool = False
     display_scale: int = 0  # 0: enough to reach 256 px (PNG frames: 1)
     display_filter: str = "nearest"  # or "lanczos"
+    preview: Path | None = None  # rewritten with the current estimate of the clip while it is sampled
+    preview_every: int = 5  # steps between previews
 
 
 @dataclass(frozen=True)
@@ -70,8 +79,12 @@ class Request:
     seed: int | None = None  # None: a random one, drawn once and reported
     fps: float | None = None  # playback rate of the written file; None: the model's (edit/inpaint: the input's)
     style: StyleSpec | None = None
+    schedule: tuple[tuple[int, str], ...] = ()  # (first frame, prompt): what the clip shows from that frame on
     index: int = 0  # position in a batch: it decides the seed offset and the rank that runs it
     where: str = ""  # "items.jsonl:3" for messages about a batch line
+    # The cascade's second stage, when the weights include one (cascade.options); base_only skips it.
+    ssr: SSROptions = field(default_factory=SSROptions)
+    base_only: bool = False
 
     def validated(self) -> "Request":
         """This request with its seed drawn, or a UsageError naming what is wrong."""
@@ -91,6 +104,7 @@ def _validate(r: Request) -> Request:
         if getattr(o, name) is not None:
             limits.check(name, getattr(o, name))
     limits.check("eta", o.eta)
+    _check_cascade(r)
     if o.sampler is not None:
         Sampler.parse(o.sampler, "sampler")
     if r.fps is not None:
@@ -102,6 +116,20 @@ def _validate(r: Request) -> Request:
     for name in ("image", "video", "mask"):
         if getattr(inputs, name) is not None and name not in REQUIRED_INPUTS[task]:
             raise UsageError(f"{task} takes no {name} (it is for {', '.join(_tasks_taking(name))})")
+    if (inputs.last_image is not None or inputs.keyframes) and task is not Task.i2v:
+        raise UsageError(f"{task} takes no keyframes (--last-image and --keyframe are for i2v)")
+    if inputs.backward and task is not Task.extend:
+        raise UsageError(f"{task} takes no --backward (it is for extend)")
+    if r.options.loop and task not in LOOP_TASKS:
+        raise UsageError(f"{task} cannot loop (--loop is for {', '.join(map(str, LOOP_TASKS))})")
+    if r.schedule and task not in SCHEDULE_TASKS:
+        raise UsageError(f"{task} takes no prompt schedule (--prompt-at is for {', '.join(map(str, SCHEDULE_TASKS))})")
+    schedule = tuple(sorted((_frame_index(f, "prompt-at"), " ".join(str(p).split())) for f, p in r.schedule))
+    if any(f < 0 for f, _ in schedule) or len({f for f, _ in schedule}) != len(schedule) or any(not p for _, p in schedule):
+        raise UsageError("each --prompt-at needs its own frame (0 or more) and a prompt, e.g. 16:\"a red circle moving up\"")
+    keyframes = tuple((_frame_index(i, "keyframe"), Path(p)) for i, p in inputs.keyframes)
+    inputs = replace(inputs, keyframes=keyframes,
+                     last_image=None if inputs.last_image is None else Path(inputs.last_image))
     if task is Task.edit:
         strength = DEFAULT_STRENGTH if inputs.strength is None else limits.check("strength", inputs.strength)
         inputs = replace(inputs, strength=strength)
@@ -124,7 +152,47 @@ def _validate(r: Request) -> Request:
     elif task is Task.stylize:
         raise UsageError("stylize needs --ref IMAGE or --style-weights FILE")
     seed = secrets.randbelow(2**31) if r.seed is None else limits.check("seed", r.seed)
-    return replace(r, task=task, prompt=prompt, inputs=inputs, output=out, seed=seed)
+    if out.preview is not None:
+        limits.check("preview_every", out.preview_every)
+        out = replace(out, preview=Path(out.preview))
+    return replace(r, task=task, prompt=prompt, inputs=inputs, output=out, seed=seed, schedule=schedule)
+
+
+def _frame_index(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{what}: a frame index must be an integer, got {value!r}")
+    return value
+
+
+def parse_keyframe(text: str) -> tuple[int, Path]:
+    """"PATH@INDEX" (the last @ splits, so paths may hold one) -> (index, path); -1 is the last frame."""
+    path, at, index = str(text).rpartition("@")
+    try:
+        if not at or not path:
+            raise ValueError
+        return int(index), Path(path)
+    except ValueError:
+        raise UsageError(f"--keyframe wants PATH@INDEX (e.g. still.png@15, or @-1 for the last frame), got {text!r}") from None
+
+
+def parse_prompt_at(text: str) -> tuple[int, str]:
+    """"FRAME:PROMPT" -> (frame, prompt)."""
+    frame, colon, prompt = str(text).partition(":")
+    try:
+        if not colon or not prompt.strip():
+            raise ValueError
+        return int(frame), prompt
+    except ValueError:
+        raise UsageError(f"--prompt-at wants FRAME:PROMPT (e.g. 16:\"a red circle moving up\"), got {text!r}") from None
+
+
+def _check_cascade(r: Request) -> None:
+    if not isinstance(r.base_only, bool):
+        raise UsageError(f"base_only must be true or false, got {r.base_only!r}")
+    if r.ssr.steps is not None:
+        limits.check("ssr_steps", r.ssr.steps)
+    if r.ssr.noise is not None:
+        limits.check("ssr_noise", r.ssr.noise)
 
 
 def _tasks_taking(name: str) -> list[str]:
@@ -136,10 +204,14 @@ def _tasks_taking(name: str) -> list[str]:
 # Keys a JSONL line may set for its own item (the command line sets the same, as --long-options).
 ITEM_KEYS = frozenset({
     "prompt", "negative", "seed", "steps", "guidance", "sampler", "schedule_shift", "frames", "fps", "output",
-    "image", "video", "mask", "strength", "stride", "input_fps",
+    "image", "video", "mask", "strength", "stride", "input_fps", "last_image", "keyframes", "backward", "loop",
+    "schedule",
 })
-_PATH_KEYS = ("image", "video", "mask")
+_PATH_KEYS = ("image", "video", "mask", "last_image")
 _TYPES = {"negative": (str,), "sampler": (str,), **{k: (str, os.PathLike) for k in ("output", *_PATH_KEYS)}}
+# The cascade's second stage: --base-only, --ssr-steps, --ssr-noise.
+CASCADE_KEYS = frozenset({"base_only", "ssr_steps", "ssr_noise"})
+ITEM_KEYS = ITEM_KEYS | CASCADE_KEYS
 
 
 def build(task: Task | str, fields: dict[str, Any], *, output: OutputSpec, style: StyleSpec | None = None,
@@ -161,18 +233,43 @@ def build(task: Task | str, fields: dict[str, Any], *, output: OutputSpec, style
 
             path = inside(output.out_dir, fields["output"]) if item_output else Path(fields["output"])
             spec = replace(output, path=path)
+        for key in ("backward", "loop"):
+            if not isinstance(fields.get(key, False), bool):
+                raise UsageError(f"{key} must be true or false, got {fields[key]!r}")
         options = SampleOptions(
             steps=fields.get("steps"), guidance=fields.get("guidance"), sampler=fields.get("sampler"),
             negative=fields.get("negative") or "", frames=fields.get("frames"),
-            schedule_shift=fields.get("schedule_shift"),
+            schedule_shift=fields.get("schedule_shift"), loop=fields.get("loop", False),
         )
         inputs = InputFiles(
             **{k: Path(fields[k]) if fields.get(k) is not None else None for k in _PATH_KEYS},
             strength=fields.get("strength"), stride=fields.get("stride"), input_fps=fields.get("input_fps"),
+            keyframes=_pairs(fields.get("keyframes"), "keyframes", parse_keyframe, (int, str)),
+            backward=fields.get("backward", False),
         )
+        schedule = _pairs(fields.get("schedule"), "schedule", parse_prompt_at, (int, str))
     except UsageError as e:
         raise UsageError(f"{where}: {e}" if where else str(e)) from None
     request = Request(prompt=fields.get("prompt") or "", task=Task.parse(task, "task"), inputs=inputs,
                       options=options, output=spec, seed=fields.get("seed"), fps=fields.get("fps"), style=style,
-                      index=index, where=where)
-    return request.validated()
+                      schedule=tuple((f, p) for f, p in schedule), index=index, where=where)
+    cascade = {"ssr": SSROptions(steps=fields.get("ssr_steps"), noise=fields.get("ssr_noise")),
+               "base_only": fields.get("base_only") or False}
+    return replace(request, **cascade).validated()
+
+
+def _pairs(value: Any, key: str, parse, kinds: tuple[type, type]) -> tuple:
+    """A list of [a, b] pairs (JSONL) or of "text" to `parse` (the command line)."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise UsageError(f"{key} must be a list, got {value!r}")
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(parse(item))
+        elif isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, k) for x, k in zip(item, kinds)):
+            out.append(tuple(item) if key == "schedule" else (item[0], Path(item[1])))
+        else:
+            raise UsageError(f"{key}: each entry must be [{kinds[0].__name__}, {kinds[1].__name__}], got {item!r}")
+    return tuple(out)

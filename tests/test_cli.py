@@ -580,3 +580,32 @@ def test_edit_samples_a_25_fps_input_at_the_models_rate_and_keeps_its_sound(env,
     assert r.exit_code == 0 and "audio was dropped" in r.stderr
     r = invoke("edit", "a red circle", "--video", src, "-o", "slow.mp4", "--stride", 1, "--json", *FAST)
     assert r.exit_code == 0 and json_lines(r)[0]["fps"] == pytest.approx(25.0)  # every frame, at the input's rate
+
+
+# ----------------------------------------------------------------------------- time
+
+
+def test_time_commands_from_the_command_line(env, model_cfg):
+    s, t = model_cfg.size, model_cfg.frames
+    _, src = _video(env / "in", t, s)
+    r = invoke("extend", "a red circle", "--video", "in", "--frames", 4, "-o", "ext", *FAST)
+    assert r.exit_code == 0, r.output
+    out = video_io.read_video("ext").frames
+    assert len(out) == t + 4 and np.array_equal(out[:t], src)
+    _still(env / "a.png", s, s)
+    _still(env / "b.png", s, s, colour=(30, 30, 200))
+    r = invoke("i2v", "x", "--image", "a.png", "--last-image", "b.png", "--keyframe", "a.png@3", "-o", "kf", *FAST)
+    assert r.exit_code == 0, r.output
+    frames = video_io.read_video("kf").frames
+    assert np.array_equal(frames[-1], video_io.read_image("b.png")) and np.array_equal(frames[3], frames[0])
+    r = invoke("t2v", "--prompt-at", "0:a red circle", "--prompt-at", f"{t // 2}:a blue square", "--loop",
+               "--preview", "prev.gif", "--preview-every", 1, "-o", "clip.gif", *FAST)
+    assert r.exit_code == 0, r.output
+    assert Path("prev.gif").exists() and "preview at step 2/2" in r.stderr
+    for args, words in ((["edit", "x", "--video", "in", "--loop"], "No such option"),
+                        (["i2v", "x", "--image", "a.png", "--keyframe", "a.png"], "PATH@INDEX"),
+                        (["i2v", "x", "--image", "a.png", "--keyframe", f"a.png@{t}"], "outside the clip"),
+                        (["t2v", "x", "--prompt-at", "later:a cat"], "FRAME:PROMPT"),
+                        (["t2v", "x", "--prompt-at", f"{t}:a cat"], "past the clip")):
+        r = invoke(*args, *FAST)
+        assert r.exit_code == 2 and words in r.stderr, (args, r.stderr)

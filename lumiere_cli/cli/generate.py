@@ -17,6 +17,7 @@ import typer
 from lumiere_cli.choices import Device, DisplayFilter, Format, Sampler, Task
 from lumiere_cli.cli import options as o
 from lumiere_cli.cli.ui import UI, handle_errors
+from lumiere_cli.cli.upscale import BaseOnly, SsrNoise, SsrSteps
 
 PANEL = "Generate and edit"
 
@@ -39,11 +40,16 @@ class Shared:
     display_scale: int
     display_filter: DisplayFilter
     overwrite: bool
+    preview: Path | None
+    preview_every: int
     prompts: Path | None
     json: bool
     quiet: bool
     weights: Path | None
     device: Device
+    base_only: bool
+    ssr_steps: int | None
+    ssr_noise: float | None
 
 
 def _shared(
@@ -52,9 +58,10 @@ def _shared(
     fps: o.Fps = None,
     output: o.Output = None, out_dir: o.OutDir = Path("."), format: o.FormatOpt = None,
     display_scale: o.DisplayScale = 0, display_filter: o.DisplayFilterOpt = DisplayFilter.nearest,
-    overwrite: o.Overwrite = False,
+    overwrite: o.Overwrite = False, preview: o.Preview = None, preview_every: o.PreviewEvery = 5,
     prompts: o.Prompts = None, json: o.Json = False, quiet: o.Quiet = False,
     weights: o.Weights = None, device: o.DeviceOpt = Device.auto,
+    base_only: BaseOnly = False, ssr_steps: SsrSteps = None, ssr_noise: SsrNoise = None,
 ) -> None:
     """The signature the shared options are declared in."""
 
@@ -76,7 +83,7 @@ def generation_command(fn):
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (t2v, i2v, inpaint, cinemagraph, stylize, edit):
+    for fn in (t2v, i2v, inpaint, cinemagraph, stylize, edit, extend):
         app.command(rich_help_panel=PANEL)(handle_errors(generation_command(fn)))
 
 
@@ -88,9 +95,14 @@ def _run(task: Task, s: Shared, prompt: str | None, inputs: dict, style=None) ->
     ui = UI(quiet=s.quiet, json_lines=s.json)
     common = {"negative": s.negative or None, "seed": s.seed, "steps": s.steps, "guidance": s.guidance,
               "sampler": s.sampler.value if s.sampler else None, "schedule_shift": s.schedule_shift,
-              "frames": s.frames, "fps": s.fps, **inputs}
+              "frames": s.frames, "fps": s.fps, "base_only": s.base_only or None, "ssr_steps": s.ssr_steps,
+              "ssr_noise": s.ssr_noise, **inputs}
     output = OutputSpec(path=s.output, out_dir=s.out_dir, format=s.format, overwrite=s.overwrite,
-                        display_scale=s.display_scale, display_filter=s.display_filter.value)
+                        display_scale=s.display_scale, display_filter=s.display_filter.value,
+                        preview=s.preview, preview_every=s.preview_every)
+    if prompt is None and inputs.get("schedule"):  # --prompt-at 0:... names the first span's prompt
+        first = [p for p in inputs["schedule"] if p.split(":", 1)[0].strip() == "0"]
+        prompt = first[0].split(":", 1)[1] if first else None
     problems = batch.Problems()
     lines = batch.read_lines(prompt, s.prompts, problems)
     requests = batch.requests(task, lines, common, output=output, style=style, problems=problems)
@@ -107,21 +119,36 @@ def _run(task: Task, s: Shared, prompt: str | None, inputs: dict, style=None) ->
         raise typer.Exit(failures[0].exit_code)
 
 
-def t2v(shared: Shared, prompt: o.Prompt = None) -> None:
+def t2v(shared: Shared, prompt: o.Prompt = None, loop: o.Loop = False, prompt_at: o.PromptAt = None) -> None:
     """Text to video: a short clip of what PROMPT describes.
 
-    Example: [bold]lumiere t2v "a red circle moving left on a black background" --seed 0[/]
+    Longer clips (--frames beyond the model's own length) are made coarse to fine: the whole clip at
+    the model's length first, then the frames between. Examples:
+    [bold]lumiere t2v "a red circle moving left on a black background" --seed 0[/]
+    [bold]lumiere t2v "a blue square moving up" --frames 48 --loop[/]
     """
-    _run(Task.t2v, shared, prompt, {})
+    _run(Task.t2v, shared, prompt, {"loop": loop or None, "schedule": prompt_at})
 
 
-def i2v(shared: Shared, prompt: o.Prompt = None, image: o.ImagePath = None) -> None:
+def i2v(
+    shared: Shared,
+    prompt: o.Prompt = None,
+    image: o.ImagePath = None,
+    last_image: Annotated[Optional[Path], typer.Option(help="The clip's last frame: it moves from --image to this.",
+                                                       show_default=False)] = None,
+    keyframe: Annotated[Optional[list[str]], typer.Option(
+        metavar="PATH@INDEX", help="An image the clip shows exactly at frame INDEX (repeatable; -1 = the last).",
+        show_default=False)] = None,
+    loop: o.Loop = False,
+    prompt_at: o.PromptAt = None,
+) -> None:
     """Image to video: animate a still. Frame 0 is the image, centre-cropped to a square and resized
-    (Lanczos) to the model's size.
+    (Lanczos) to the model's size; --last-image and --keyframe fix other frames too.
 
-    Example: [bold]lumiere i2v "the circle moves right" --image still.png[/]
+    Example: [bold]lumiere i2v "the circle moves right" --image still.png --last-image end.png[/]
     """
-    _run(Task.i2v, shared, prompt, {"image": image})
+    _run(Task.i2v, shared, prompt, {"image": image, "last_image": last_image, "keyframes": keyframe,
+                                    "loop": loop or None, "schedule": prompt_at})
 
 
 def inpaint(shared: Shared, prompt: o.Prompt = None, video: o.VideoPath = None, mask: o.MaskPath = None,
@@ -135,12 +162,13 @@ def inpaint(shared: Shared, prompt: o.Prompt = None, video: o.VideoPath = None, 
     _run(Task.inpaint, shared, prompt, {"video": video, "mask": mask, "stride": stride, "input_fps": input_fps})
 
 
-def cinemagraph(shared: Shared, prompt: o.Prompt = None, image: o.ImagePath = None, mask: o.MaskPath = None) -> None:
+def cinemagraph(shared: Shared, prompt: o.Prompt = None, image: o.ImagePath = None, mask: o.MaskPath = None,
+                loop: o.Loop = False) -> None:
     """Animate only the masked region of a still; the rest stays frozen.
 
-    Example: [bold]lumiere cinemagraph "a circle bouncing" --image still.png --mask region.png[/]
+    Example: [bold]lumiere cinemagraph "a circle bouncing" --image still.png --mask region.png --loop[/]
     """
-    _run(Task.cinemagraph, shared, prompt, {"image": image, "mask": mask})
+    _run(Task.cinemagraph, shared, prompt, {"image": image, "mask": mask, "loop": loop or None})
 
 
 def stylize(
@@ -181,3 +209,20 @@ def edit(
     Example: [bold]lumiere edit "a green triangle moving left" --video in.mp4 --strength 0.2[/]
     """
     _run(Task.edit, shared, prompt, {"video": video, "strength": strength, "stride": stride, "input_fps": input_fps})
+
+
+def extend(
+    shared: Shared,
+    prompt: o.Prompt = None,
+    video: o.VideoPath = None,
+    backward: Annotated[bool, typer.Option("--backward", help="Add the new frames before the video instead of after it.")] = False,
+    stride: o.Stride = None,
+    input_fps: o.InputFps = None,
+) -> None:
+    """Continue a clip: its last frames (or first, --backward) are kept and --frames new ones follow
+    (default: the model's length). The input comes back unchanged, sampled at the model's rate.
+
+    Example: [bold]lumiere extend "a red circle moving left" --video clip.mp4 --frames 16[/]
+    """
+    _run(Task.extend, shared, prompt, {"video": video, "backward": backward or None, "stride": stride,
+                                       "input_fps": input_fps})

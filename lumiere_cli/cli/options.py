@@ -67,6 +67,15 @@ InputFps = _number(
     "(a PNG folder: 8 unless its metadata says).",
 )
 
+Loop = Annotated[bool, typer.Option("--loop", help="A seamless loop: windows wrap around the end, so the last "
+                                    "frame flows into the first (and gif/webp/mp4 play on repeat).")]
+PromptAt = Annotated[
+    Optional[list[str]],
+    typer.Option("--prompt-at", metavar="FRAME:PROMPT", help="What the clip shows from FRAME on (repeatable), e.g. "
+                 "--prompt-at 16:\"a red circle moving up\"; PROMPT holds from frame 0. Blended where windows overlap.",
+                 show_default=False),
+]
+
 # ------------------------------------------------------------------ sampling
 Seed = _number("seed", "Random seed; random when left out and always reported. Batch item i uses seed+i.", SAMPLING)
 Steps = _number("steps", "Denoising steps (default: the model's recommendation).", SAMPLING)
@@ -130,6 +139,14 @@ Overwrite = Annotated[
                  "(a file of the output's format, or its own frame folder); anything else is refused.",
                  rich_help_panel=OUTPUT),
 ]
+
+Preview = Annotated[
+    Optional[Path],
+    typer.Option("--preview", help="Rewrite this file (.mp4/.gif/.webp, or a folder) with the current estimate of "
+                 "the clip while it is sampled, so a long run can be stopped early.", rich_help_panel=OUTPUT,
+                 show_default=False),
+]
+PreviewEvery = Annotated[int, typer.Option(help="Steps between previews.", **_range("preview_every"), rich_help_panel=OUTPUT)]
 
 # ------------------------------------------------------------------ batch and scripting
 Prompts = Annotated[

@@ -9,13 +9,13 @@ Axis legend: b batch, c channels, t frames, h height, w width, l text tokens.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from einops import rearrange
 from torch import nn
 
-__all__ = ["CFGDenoiser", "PasteKnown", "TemporalWindows", "window_starts"]
+__all__ = ["CFGDenoiser", "PasteKnown", "TemporalWindows", "loop_starts", "window_starts"]
 
 
 def _batch_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -107,10 +107,15 @@ class PasteKnown(nn.Module):
     known pixels unchanged. `known_mask` is 1 = keep (the opposite of the CLI's "1 = generate"),
     float or bool, broadcastable to x (e.g. (b, 1, t, h, w)). Batches that are a multiple of
     known's (CFG's doubled batch) get known repeated.
+
+    Without `known`, the call's own `cond_video` and `cond_mask` (the <C, M> input, C = known * M)
+    are pasted: then the wrapper works on whatever slice of time TemporalWindows hands it.
     """
 
-    def __init__(self, model: nn.Module, known: torch.Tensor, known_mask: torch.Tensor):
+    def __init__(self, model: nn.Module, known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None):
         super().__init__()
+        if (known is None) != (known_mask is None):
+            raise ValueError("give both known and known_mask, or neither (then cond_video and cond_mask are used)")
         self.model = model
         self.known = known
         self.known_mask = known_mask
@@ -118,8 +123,12 @@ class PasteKnown(nn.Module):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs) -> torch.Tensor:
         denoised = self.model(x, sigma, **kwargs)
         b = denoised.shape[0]
-        known = _match_batch(self.known, b, "known").to(denoised)
-        mask = _match_batch(self.known_mask, b, "known_mask").to(denoised)
+        if self.known is None:
+            known, mask = kwargs["cond_video"], kwargs["cond_mask"]
+        else:
+            known, mask = self.known, self.known_mask
+        known = _match_batch(known, b, "known").to(denoised)
+        mask = _match_batch(mask, b, "known_mask").to(denoised)
         return mask * known + (1 - mask) * denoised
 
 
@@ -137,6 +146,16 @@ def window_starts(frames: int, window: int, overlap: int) -> list[int]:
     return [round(i * (frames - window) / (n - 1)) for i in range(n)]
 
 
+def loop_starts(frames: int, window: int, overlap: int) -> list[int]:
+    """First frame of each window on a circular timeline (frame frames-1 is followed by frame 0):
+    the fewest evenly spread windows with at least `overlap` frames shared by neighbours, and at
+    least two, so that some window always runs across the end of the clip into its start."""
+    if not 0 <= overlap < window <= frames:
+        raise ValueError(f"a loop needs 0 <= overlap < window <= frames, got {overlap}, {window}, {frames}")
+    n = max(2, math.ceil(frames / (window - overlap)))
+    return [round(i * frames / n) for i in range(n)]
+
+
 class TemporalWindows(nn.Module):
     """Temporal MultiDiffusion (Bar-Tal et al. 2023; Lumiere §3.3) for clips (b, c, t, h, w).
 
@@ -148,6 +167,11 @@ class TemporalWindows(nn.Module):
            argmin_D sum_w ||D[window w] - D_w||^2 (MultiDiffusion eq. 5 with uniform weights).
 
     window >= t is one plain call.
+
+    loop: the timeline is a circle (`loop_starts`): windows run across the end into the start, so
+    the last frame is denoised as the neighbour of the first and the clip loops without a seam.
+    window_kwargs(frames) -> kwargs that replace the call's for the window holding those frames
+    (a prompt per span of the clip); the averaging blends neighbouring windows' prompts.
     """
 
     def __init__(
@@ -156,6 +180,9 @@ class TemporalWindows(nn.Module):
         window: int,
         overlap: int,
         time_kwargs: tuple[str, ...] = ("cond_video", "cond_mask"),
+        *,
+        loop: bool = False,
+        window_kwargs: Callable[[torch.Tensor], dict[str, Any]] | None = None,
     ):
         super().__init__()
         if window < 1:
@@ -166,26 +193,39 @@ class TemporalWindows(nn.Module):
         self.window = window
         self.overlap = overlap
         self.time_kwargs = tuple(time_kwargs)
+        self.loop = loop
+        self.window_kwargs = window_kwargs
+
+    def windows(self, frames: int) -> list[torch.Tensor]:
+        """The frame indices of each window, in order."""
+        if self.loop:
+            return [torch.arange(s, s + self.window) % frames for s in loop_starts(frames, self.window, self.overlap)]
+        if self.window >= frames:
+            return [torch.arange(frames)]
+        return [torch.arange(s, s + self.window) for s in window_starts(frames, self.window, self.overlap)]
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs) -> torch.Tensor:
         if x.ndim != 5:
             raise ValueError(f"TemporalWindows needs videos (b, c, t, h, w), got shape {tuple(x.shape)}")
         frames = x.shape[2]
-        if self.window >= frames:
+        windows = self.windows(frames)
+        if len(windows) == 1 and self.window_kwargs is None:
             return self.model(x, sigma, **kwargs)
         total, count = None, x.new_zeros(frames)
-        for start in window_starts(frames, self.window, self.overlap):
-            # 1. slice the window in time
-            sl = slice(start, start + self.window)
+        for idx in windows:
+            # 1. slice the window in time (a loop's last window wraps around to the first frames)
+            idx = idx.to(x.device)
             window_kwargs = {
-                k: v[:, :, sl] if k in self.time_kwargs and isinstance(v, torch.Tensor) else v
+                k: v.index_select(2, idx) if k in self.time_kwargs and isinstance(v, torch.Tensor) else v
                 for k, v in kwargs.items()
             }
+            if self.window_kwargs is not None:
+                window_kwargs.update(self.window_kwargs(idx))
             # 2. denoise it
-            d = self.model(x[:, :, sl], sigma, **window_kwargs)
+            d = self.model(x.index_select(2, idx), sigma, **window_kwargs)
             if total is None:
                 total = d.new_zeros(*d.shape[:2], frames, *d.shape[3:])  # (b, c, t, h, w)
-            total[:, :, sl] += d
-            count[sl] += 1
+            total.index_add_(2, idx, d)
+            count.index_add_(0, idx, torch.ones_like(idx, dtype=count.dtype))
         # 3. per-frame average of the overlapping estimates
         return total / rearrange(count, "t -> 1 1 t 1 1").to(total)

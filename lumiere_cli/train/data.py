@@ -41,7 +41,7 @@ from ..data.buckets import Bucket, IMAGE_STAGES, stage_buckets
 from ..data.check import Survey
 from ..data.entries import WORLD, is_world
 from ..errors import InputError, LumiereError, UsageError
-from ..masks import IMAGE_LAYOUTS, VIDEO_LAYOUTS, random_known_mask
+from ..masks import IMAGE_LAYOUTS, LAYOUT_SETS, random_known_mask
 from ..pixels import from_uint8, from_unit
 from ..diffusion.schedule import sample_training_sigmas
 
@@ -94,7 +94,7 @@ def diffusion_batch(cfg: TrainConfig, model_cfg: ModelConfig, videos: torch.Tens
         mask = random_known_mask(b, 1, s, s, generator=g, layouts=IMAGE_LAYOUTS)[:, :, 0]
     else:
         x0 = videos
-        mask = random_known_mask(b, t, s, s, generator=g, layouts=VIDEO_LAYOUTS)
+        mask = random_known_mask(b, t, s, s, generator=g, layouts=LAYOUT_SETS[cfg.layouts])
     if cfg.sigma_range is None:
         sigma = sample_training_sigmas(b, cfg=model_cfg.diffusion, generator=g)
     else:

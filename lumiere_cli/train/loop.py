@@ -25,6 +25,7 @@ from ..choices import Stage
 from ..config import ModelConfig, TrainConfig
 from ..devices import resolve_device
 from ..errors import UsageError
+from ..masks import LAYOUT_SETS
 from ..nn.layers import fast_autocast
 from ..progress import Progress, or_silent
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -111,6 +112,8 @@ def check(cfg: TrainConfig) -> ModelConfig:
         raise UsageError(f"sigma_range must be (low, high) with 0 < low < high, got {cfg.sigma_range}")
     if not 0 <= cfg.reversed_pairs <= 1 or cfg.reference_clips < 0:
         raise UsageError("reversed_pairs must be in [0, 1] and reference_clips at least 0")
+    if cfg.layouts not in LAYOUT_SETS:
+        raise UsageError(f"layouts must be one of {', '.join(LAYOUT_SETS)}, got {cfg.layouts!r}")
     check_world_options(cfg)
     model_cfg = stage_model_config(cfg)
     check_data_options(cfg, model_cfg)

@@ -107,6 +107,7 @@ def stage_record(cfg: TrainConfig, *, steps: int, processes: int = 1, device: st
         **({"reversed_pairs": cfg.reversed_pairs} if cfg.reversed_pairs > 0 else {}),
         **({"reference_clips": cfg.reference_clips} if cfg.reference_clips > 0 else {}),
         **({"motions": list(cfg.motions)} if cfg.motions is not None else {}),
+        **({"layouts": cfg.layouts} if cfg.layouts != "standard" else {}),
         **({"schedule_shift": cfg.schedule_shift} if cfg.schedule_shift is not None else {}),
         **({"model_overrides": cfg.model_overrides} if cfg.model_overrides else {}),
         **({"hard_negatives": cfg.hard_negatives, "text_anchor": cfg.text_anchor} if cfg.stage == "text" else {}),

@@ -1,0 +1,132 @@
+"""The time commands measured with the world's detector, on the model's own clips.
+
+- long: `--frames N` clips of a translation, made by independent averaged windows (`coarse=False`)
+  and coarse to fine (the default): frames without exactly one object, backward jumps (a step of
+  more than 0.03 frame widths against the caption's direction), the largest step against the
+  largest a rendered trained-length clip takes, and whether every 16-frame chunk shows the asked
+  colour and shape.
+- loop: the step from the last frame to the first against the largest step between neighbours.
+- extend: the step across the join against the largest step inside the input.
+- keyframes: frames given to i2v come back exactly.
+
+    .venv/bin/python scripts/eval_time.py [--weights W] [--seeds 1,2,3] [--frames 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+import numpy as np
+
+from lumiere_cli.config import SampleOptions
+from lumiere_cli.pipeline import Inputs, generate
+from lumiere_cli.weights import load_model
+from lumiere_cli.world.detect import detect
+from lumiere_cli.world.render import draw_spec, render
+from lumiere_cli.world.vocab import caption
+
+AXIS = {"moving right": (0, 1), "moving left": (0, -1), "moving down": (1, 1), "moving up": (1, -1)}
+BACKWARD = 0.03  # frame widths against the asked direction in one frame step
+
+
+def track(clip: np.ndarray) -> np.ndarray:
+    """(t, 2) object centres per frame (NaN without exactly one object), from 16-frame chunks."""
+    out = []
+    for start in range(0, len(clip), 16):
+        d = detect(clip[start:start + 16])
+        pos = np.asarray(d.track, dtype=float)[:, :2] if d.track else np.full((len(clip[start:start + 16]), 2), np.nan)
+        pos[np.asarray(d.objects) != 1] = np.nan
+        out.append(pos)
+    return np.concatenate(out)
+
+
+def render_max_step(motion: str, n: int = 64) -> float:
+    rng = random.Random(0)
+    steps = []
+    for _ in range(n):
+        spec = draw_spec(rng, "red", "circle", motion, "black")
+        clip = (render(spec, 16, 32).permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
+        steps.append(np.nanmax(np.abs(np.diff(track(clip), axis=0))))
+    return float(np.max(steps))
+
+
+def long_clip_row(model, prompt: str, motion: str, seed: int, frames: int, coarse: bool) -> dict:
+    clip = generate(model, prompt, seed=seed, options=SampleOptions(frames=frames, coarse=coarse)).frames
+    pos = track(clip)
+    axis, sign = AXIS[motion]
+    steps = np.diff(pos, axis=0)
+    along = sign * steps[:, axis]
+    chunks = [detect(clip[s:s + 16]) for s in range(0, frames, 16)]
+    colour, shape = prompt.split()[1:3]
+    return {
+        "not_one_object": int(np.isnan(pos[:, 0]).sum()),
+        "backward_jumps": int(np.nansum(along < -BACKWARD)),
+        "max_step": float(np.nanmax(np.abs(steps))) if np.isfinite(steps).any() else float("nan"),
+        "held": all(c.colour == colour and c.shape == shape for c in chunks),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--frames", type=int, default=48)
+    ap.add_argument("--motions", default="moving right,moving left,moving up,moving down")
+    args = ap.parse_args()
+    model = load_model(args.weights)
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    print(f"## long clips ({args.frames} frames)")
+    print("motion | mode | seed | frames without one object | backward jumps | max step (render max) | colour+shape held")
+    print("---|---|---|---|---|---|---")
+    for motion in args.motions.split(","):
+        prompt = f"a green circle {motion} on a black background"
+        limit = render_max_step(motion)
+        for coarse in (False, True):
+            for seed in seeds:
+                row = long_clip_row(model, prompt, motion, seed, args.frames, coarse)
+                print(f"{motion} | {'coarse-to-fine' if coarse else 'windows'} | {seed} | {row['not_one_object']} | "
+                      f"{row['backward_jumps']} | {row['max_step']:.3f} ({limit:.3f}) | {row['held']}", flush=True)
+
+    print("\n## loops (16 frames)")
+    print("prompt | seed | last->first step | largest neighbour step")
+    print("---|---|---|---")
+    for prompt in ("a red circle bouncing on a black background", "a blue square moving right on a white background"):
+        for seed in seeds:
+            clip = generate(model, prompt, seed=seed, options=SampleOptions(loop=True)).frames
+            pos = track(clip)
+            inner = np.nanmax(np.abs(np.diff(pos, axis=0)))
+            wrap = np.nanmax(np.abs(pos[0] - pos[-1]))
+            print(f"{prompt} | {seed} | {wrap:.3f} | {inner:.3f}", flush=True)
+
+    print("\n## extend (16 new frames after a 16-frame clip)")
+    print("seed | step across the join | largest step in the input | input unchanged | motion of the new frames")
+    print("---|---|---|---|---")
+    rng = random.Random(0)
+    for seed in seeds:
+        spec = draw_spec(rng, "yellow", "square", "moving right", "gray")
+        given = (render(spec, 16, 32).permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
+        out = generate(model, caption(spec), task="extend", inputs=Inputs(video=given), seed=seed,
+                       options=SampleOptions(frames=16)).frames
+        pos = track(out)
+        join = np.nanmax(np.abs(pos[16] - pos[15]))
+        inner = np.nanmax(np.abs(np.diff(track(given), axis=0)))
+        print(f"{seed} | {join:.3f} | {inner:.3f} | {np.array_equal(out[:16], given)} | {detect(out[16:]).motion}",
+              flush=True)
+
+    print("\n## keyframes (i2v, first and last frame given)")
+    print("seed | frames given come back exactly | detector on the clip")
+    print("---|---|---")
+    for seed in seeds:
+        spec = draw_spec(rng, "red", "triangle", "moving right", "black")
+        ref = (render(spec, 16, 32).permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
+        out = generate(model, caption(spec), task="i2v", inputs=Inputs(image=ref[0], keyframes={15: ref[15]}),
+                       seed=seed).frames
+        d = detect(out)
+        print(f"{seed} | {np.array_equal(out[0], ref[0]) and np.array_equal(out[15], ref[15])} | "
+              f"{d.colour} {d.shape} {d.motion}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Time as an input: loops, prompt schedules, keyframes, extend, long clips coarse to fine, previews."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lumiere_cli.config import SampleOptions
+from lumiere_cli.diffusion.wrappers import TemporalWindows, loop_starts
+from lumiere_cli.errors import UsageError
+from lumiere_cli.pipeline import Inputs, generate, keyframe_positions
+
+
+class Recorder(torch.nn.Module):
+    """A denoiser that returns its input and records which frames and which prompt each call saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, sigma, **kwargs):
+        self.calls.append((x[0, 0, :, 0, 0].tolist(), kwargs.get("context")))
+        return x
+
+
+def test_loop_windows_wrap_around_the_end():
+    assert loop_starts(16, 16, 4) == [0, 8]
+    x = torch.arange(16.0).reshape(1, 1, 16, 1, 1).expand(1, 3, 16, 2, 2).contiguous()
+    rec = Recorder()
+    out = TemporalWindows(rec, 16, 4, loop=True)(x, torch.ones(1))
+    torch.testing.assert_close(out, x)  # every frame averaged over the windows holding it, in place
+    frames = [f for f, _ in rec.calls]
+    assert frames[1][:9] == [8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 0.0]  # 15 is followed by 0
+    with pytest.raises(ValueError):
+        loop_starts(8, 16, 4)
+
+
+def test_each_window_reads_the_prompt_that_holds_at_its_middle():
+    x = torch.arange(32.0).reshape(1, 1, 32, 1, 1).expand(1, 3, 32, 2, 2).contiguous()
+    rec = Recorder()
+    texts = {"a": torch.zeros(1), "b": torch.ones(1)}
+    pick = lambda idx: {"context": texts["a" if int(idx[len(idx) // 2]) < 16 else "b"]}  # noqa: E731
+    TemporalWindows(rec, 16, 4, window_kwargs=pick)(x, torch.ones(1), context=texts["a"])
+    seen = [(f[0], float(c)) for f, c in rec.calls]
+    assert seen == [(0.0, 0.0), (8.0, 1.0), (16.0, 1.0)]
+
+
+def test_keyframes_come_back_exactly_and_extend_keeps_its_input(tiny_model):
+    s, t = tiny_model.config.size, tiny_model.config.frames
+    rng = np.random.default_rng(0)
+    first, last = (rng.integers(0, 255, (s, s, 3), dtype=np.uint8) for _ in range(2))
+    out = generate(tiny_model, "a red circle", task="i2v", inputs=Inputs(image=first, keyframes={t - 1: last}),
+                   seed=0, options=SampleOptions(steps=2)).frames
+    assert np.array_equal(out[0], first) and np.array_equal(out[-1], last)
+    video = rng.integers(0, 255, (t, s, s, 3), dtype=np.uint8)
+    opts = SampleOptions(steps=2, frames=4)
+    ahead = generate(tiny_model, "a red circle", task="extend", inputs=Inputs(video=video), seed=0, options=opts).frames
+    assert len(ahead) == t + 4 and np.array_equal(ahead[:t], video)
+    back = generate(tiny_model, "a red circle", task="extend", inputs=Inputs(video=video, backward=True), seed=0,
+                    options=opts).frames
+    assert len(back) == t + 4 and np.array_equal(back[4:], video)
+    with pytest.raises(UsageError, match="keyframe index"):
+        generate(tiny_model, "x", task="i2v", inputs=Inputs(image=first, keyframes={t: last}), seed=0,
+                 options=SampleOptions(steps=1))
+
+
+def test_a_long_clip_keeps_its_coarse_pass_as_keyframes(tiny_model):
+    t = tiny_model.config.frames
+    n = 3 * t
+    opts = SampleOptions(steps=2, frames=n)
+    coarse = generate(tiny_model, "a red circle", seed=3, options=SampleOptions(steps=2)).frames
+    fine = generate(tiny_model, "a red circle", seed=3, options=opts).frames
+    positions = keyframe_positions(n, t)
+    assert positions[0] == 0 and positions[-1] == n - 1 and len(set(positions)) == t
+    assert all(np.array_equal(fine[p], coarse[i]) for i, p in enumerate(positions))
+    plain = generate(tiny_model, "a red circle", seed=3, options=SampleOptions(steps=2, frames=n, coarse=False)).frames
+    assert not np.array_equal(plain, fine)
+
+
+def test_loops_and_schedules_run_and_previews_arrive(tiny_model):
+    t = tiny_model.config.frames
+    looped = generate(tiny_model, "a red circle", seed=0, options=SampleOptions(steps=2, loop=True)).frames
+    plain = generate(tiny_model, "a red circle", seed=0, options=SampleOptions(steps=2)).frames
+    assert looped.shape == plain.shape and not np.array_equal(looped, plain)
+    scheduled = generate(tiny_model, "a red circle", seed=0, options=SampleOptions(steps=2, frames=2 * t),
+                         schedule=[(t, "a blue square")]).frames
+    assert scheduled.shape[0] == 2 * t
+    seen = []
+    generate(tiny_model, "a red circle", seed=0, options=SampleOptions(steps=5),
+             preview=lambda step, steps, frames: seen.append((step, steps, frames.shape)), preview_every=2)
+    assert [s[:2] for s in seen] == [(2, 5), (4, 5), (5, 5)] and seen[0][2] == plain.shape
+    with pytest.raises(UsageError, match="schedule"):
+        generate(tiny_model, "a red circle", seed=0, options=SampleOptions(steps=1), schedule=[(t, "x"), (t, "y")])
+
+
+def test_time_layouts_know_whole_frames_and_leave_the_standard_batches_alone():
+    from lumiere_cli.masks import LAYOUT_SETS, known_frames, random_known_mask
+
+    assert known_frames("ends", 16, 0.3, 0.7) == [0, 15]
+    assert known_frames("keyframes", 16, 0.0, 0.0) == [0, 2, 4, 6, 8, 10, 12, 14, 15]
+    assert known_frames("prefix", 16, 0.99, 0.0) == list(range(8)) and known_frames("suffix", 16, 0.0, 0.0) == [14, 15]
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    masks = random_known_mask(64, 16, 4, 4, generator=g(), layouts=LAYOUT_SETS["time"])
+    whole = masks.flatten(3).all(-1)[:, 0]  # (b, t): frames known entirely
+    partial = whole.any(1) & ~whole.all(1) & (masks.flatten(3).any(-1)[:, 0] == whole).all(1)
+    assert partial.sum() > 10  # samples with some whole frames known and others generated
+    # The standard set draws from the generator exactly what it drew before time layouts existed
+    # (the layout kinds, then the boxes' sizes and starts), so shipped stages' batches replay.
+    used = g()
+    random_known_mask(8, 16, 4, 4, generator=used, layouts=LAYOUT_SETS["standard"])
+    ref = g()
+    probs = torch.tensor(list(LAYOUT_SETS["standard"].values()))
+    torch.multinomial(probs, 8, replacement=True, generator=ref)
+    torch.rand(8, 2, generator=ref), torch.rand(8, 2, generator=ref)
+    assert torch.equal(torch.rand(4, generator=used), torch.rand(4, generator=ref))
