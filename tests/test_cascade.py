@@ -99,3 +99,56 @@ def test_eval_reports_the_cascade_next_to_the_base(env, tmp_path):
     assert [s["prompt"] for s in ev["samples"]] == [s["prompt"] for s in ev["cascade"]["samples"]]
     only = invoke("eval", "--n", "1", "--steps", "1", "--base-only", "--json")
     assert "cascade" not in json.loads(only.stdout)
+
+
+FAST = ["--steps", "1", "--ssr-steps", "1", "--device", "cpu", "--display-scale", "1"]
+
+
+def test_generation_returns_the_cascade_resolution_and_base_only_skips_it(env):
+    result = invoke("t2v", "a red circle", "--seed", "1", "-o", "big", "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[-1])
+    assert record["size"] == [32, 32]
+    assert video_io.read_video(env / "big").frames.shape == (8, 32, 32, 3)
+    side = json.loads((env / "big.json").read_text())
+    assert side["cascade"]["stages"] == ["base", "ssr"] and side["cascade"]["base_size"] == 16
+    assert side["cascade"]["ssr_steps"] == 1 and side["cascade"]["ssr"]["path"].endswith("ssr.safetensors")
+    assert side["size"] == [32, 32] and side["timings"]["ssr_s"] > 0 and side["timings"]["generate_s"] > 0
+    small = invoke("t2v", "a red circle", "--seed", "1", "-o", "small", "--base-only", "--json", *FAST)
+    assert json.loads(small.stdout.splitlines()[-1])["size"] == [16, 16]
+    side = json.loads((env / "small.json").read_text())
+    assert side["cascade"]["stages"] == ["base"] and side["cascade"]["base_only"] is True
+
+
+def test_known_pixels_are_the_users_own_at_the_output_resolution(env):
+    rng = np.random.default_rng(2)
+    still = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    Image.fromarray(still).save(env / "still.png")
+    result = invoke("i2v", "a red circle", "--image", "still.png", "-o", "i2v", *FAST)
+    assert result.exit_code == 0, result.output
+    want = video_io.fit_to_model(still, 32)  # the user's image at 32x32, not the 16x16 one enlarged
+    got = video_io.read_video(env / "i2v").frames
+    assert np.array_equal(got[0], want)
+    mask = np.zeros((48, 48), np.uint8)
+    mask[12:36, 12:36] = 255
+    Image.fromarray(mask).save(env / "mask.png")
+    result = invoke("cinemagraph", "a red circle", "--image", "still.png", "--mask", "mask.png", "-o", "cg", *FAST)
+    assert result.exit_code == 0, result.output
+    got = video_io.read_video(env / "cg").frames
+    keep = video_io.fit_to_model(mask.astype(np.float32) / 255, 32) <= 0.5
+    assert np.array_equal(got[0], want) and all(np.array_equal(f[keep], want[keep]) for f in got)
+
+
+def test_batch_items_set_the_cascade_options(env):
+    (env / "items.jsonl").write_text(
+        '{"prompt": "a red circle", "seed": 1, "base_only": true, "output": "a"}\n'
+        '{"prompt": "a red circle", "seed": 1, "ssr_steps": 2, "ssr_noise": 0.2, "output": "b"}\n')
+    result = invoke("t2v", "--prompts", "items.jsonl", "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    sizes = [json.loads(line)["size"] for line in result.stdout.splitlines() if line.strip()]
+    assert sizes == [[16, 16], [32, 32]]
+    side = json.loads((env / "b.json").read_text())
+    assert side["cascade"]["ssr_steps"] == 2 and side["cascade"]["ssr_noise"] == 0.2
+    (env / "bad.jsonl").write_text('{"prompt": "a red circle", "ssr_noise": 3}\n')
+    bad = invoke("t2v", "--prompts", "bad.jsonl", *FAST)
+    assert bad.exit_code == 2 and "ssr noise" in bad.output

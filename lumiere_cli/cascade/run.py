@@ -23,15 +23,14 @@ def load_beside(weights: str | Path | None, device: str = "cpu"):
     return None if path is None else load_ssr(path, device=device)
 
 
-def describe(ssr, options: SSROptions | None, *, base_size: int) -> dict[str, Any]:
-    """The second stage as metadata: which SSR and how it ran, or that it was skipped."""
-    if ssr is None:
-        return {"stages": ["base"], "base_size": base_size, "ssr": None}
-    info = {"path": str(getattr(ssr, "path", "")), "hash": ssr.weights_hash}
-    if options is None:  # --base-only
-        return {"stages": ["base"], "base_size": base_size, "ssr": info, "base_only": True}
+def describe(ssr, options: SSROptions | None, *, base_size: int, base_only: bool = False) -> dict[str, Any]:
+    """The stages as metadata: which SSR ran and how, or that the clip is the base's alone (no SSR
+    with the weights, or `base_only`)."""
+    if base_only or ssr is None or options is None:
+        return {"stages": ["base"], "base_size": base_size, "base_only": base_only}
     o = options.resolve(ssr)
-    return {"stages": ["base", "ssr"], "base_size": base_size, "size": ssr.config.out_size, "ssr": info,
+    return {"stages": ["base", "ssr"], "base_size": base_size, "size": ssr.config.out_size,
+            "ssr": {"path": str(getattr(ssr, "path", "")), "hash": ssr.weights_hash},
             "ssr_steps": o.steps, "ssr_noise": o.noise, "ssr_sampler": o.sampler, "ssr_guidance": o.guidance,
             "ssr_schedule_shift": o.schedule_shift, "window": o.window, "overlap": o.overlap}
 
@@ -52,7 +51,7 @@ def enlarge(ssr, result, *, task: str, prompt: str, seed: int, options: SSROptio
         out = inputs.video[:n].copy()
         return replace(result, frames=out, timings={**result.timings, "ssr_s": time.perf_counter() - t0})
     known = known_mask = None
-    if inputs is not None and task in ("i2v", "inpaint", "cinemagraph"):
+    if inputs is not None and task != "edit":  # what the task keeps (None when nothing is known)
         known, known_mask = _conditioning(task, inputs, n, ssr.config.out_size)
     up = upscale(ssr, frames, prompt, seed=seed, options=options, known=known, known_mask=known_mask,
                  device=device, progress=progress)
