@@ -73,22 +73,35 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--motions", default="moving right,moving left,moving up,moving down")
+    ap.add_argument("--parts", default="long,loop,extend,keyframes")
     args = ap.parse_args()
+    parts = args.parts.split(",")
     model = load_model(args.weights)
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    print(f"## long clips ({args.frames} frames)")
+    if "long" in parts:
+        long_clips(model, args.motions.split(","), seeds, args.frames)
+    if "loop" in parts:
+        loops(model, seeds)
+    if "extend" in parts or "keyframes" in parts:
+        joins(model, seeds, parts)
+
+
+def long_clips(model, motions: list[str], seeds: list[int], frames: int) -> None:
+    print(f"## long clips ({frames} frames)")
     print("motion | mode | seed | frames without one object | backward jumps | max step (render max) | colour+shape held")
     print("---|---|---|---|---|---|---")
-    for motion in args.motions.split(","):
+    for motion in motions:
         prompt = f"a green circle {motion} on a black background"
         limit = render_max_step(motion)
         for coarse in (False, True):
             for seed in seeds:
-                row = long_clip_row(model, prompt, motion, seed, args.frames, coarse)
+                row = long_clip_row(model, prompt, motion, seed, frames, coarse)
                 print(f"{motion} | {'coarse-to-fine' if coarse else 'windows'} | {seed} | {row['not_one_object']} | "
                       f"{row['backward_jumps']} | {row['max_step']:.3f} ({limit:.3f}) | {row['held']}", flush=True)
 
+
+def loops(model, seeds: list[int]) -> None:
     print("\n## loops (16 frames)")
     print("prompt | seed | last->first step | largest neighbour step")
     print("---|---|---|---")
@@ -100,10 +113,19 @@ def main() -> None:
             wrap = np.nanmax(np.abs(pos[0] - pos[-1]))
             print(f"{prompt} | {seed} | {wrap:.3f} | {inner:.3f}", flush=True)
 
+
+def joins(model, seeds: list[int], parts: list[str]) -> None:
+    rng = random.Random(0)
+    if "extend" in parts:
+        extends(model, seeds, rng)
+    if "keyframes" in parts:
+        keyframes(model, seeds, rng)
+
+
+def extends(model, seeds: list[int], rng) -> None:
     print("\n## extend (16 new frames after a 16-frame clip)")
     print("seed | step across the join | largest step in the input | input unchanged | motion of the new frames")
     print("---|---|---|---|---")
-    rng = random.Random(0)
     for seed in seeds:
         spec = draw_spec(rng, "yellow", "square", "moving right", "gray")
         given = (render(spec, 16, 32).permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
@@ -115,6 +137,8 @@ def main() -> None:
         print(f"{seed} | {join:.3f} | {inner:.3f} | {np.array_equal(out[:16], given)} | {detect(out[16:]).motion}",
               flush=True)
 
+
+def keyframes(model, seeds: list[int], rng) -> None:
     print("\n## keyframes (i2v, first and last frame given)")
     print("seed | frames given come back exactly | detector on the clip")
     print("---|---|---")
