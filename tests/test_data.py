@@ -477,14 +477,16 @@ def test_world_only_options_are_refused_with_a_dataset(tmp_path, manifest):
             train(_cfg(tmp_path, "bad", **kw))
 
     data = str(manifest["csv"])
-    refused(r"^--reversed-pairs need the procedural world \(--data shapes\)", data=data, reversed_pairs=0.5)
-    refused(r"^--reference-clips need the procedural world", data=data, reference_clips=4)
-    refused(r"^--motions need the procedural world", data=data, motions=("moving left",))
+    refused(r"^--reversed-pairs needs the procedural world \(--data shapes\)", data=data, reversed_pairs=0.5)
+    refused(r"^--reference-clips needs the procedural world", data=data, reference_clips=4)
+    refused(r"^--motions needs the procedural world", data=data, motions=("moving left",))
     refused("pass --hard-negatives 0", data=data, stage="text")
     refused("the world \\(shapes\\) has none", val_fraction=0.1)
     refused("buckets sort a dataset's clips", buckets=((8, 16),))
     refused("frames must be a multiple of 2", data=data, buckets=((5, 16),))
     refused("not the text stage", data=data, stage="text", hard_negatives=0.0, val_fraction=0.1)
+    refused(r"^--reversed-pairs, --motions need the procedural world", data=data, reversed_pairs=1.0,
+            motions=("moving up",))
     with pytest.raises(InputError, match="no usable entries"):
         train(_cfg(tmp_path, "bad", data=str(manifest["csv"]), buckets=((64, 16),)))
     assert not (tmp_path / "bad").exists()
@@ -508,4 +510,4 @@ def test_cli_trains_on_a_folder_and_t2v_loads_the_weights(tmp_path, folder, monk
     assert (tmp_path / "clip.mp4").stat().st_size > 0
     r = runner.invoke(app, ["train", "--data", str(folder["root"]), "--stage", "video", "--steps", "1",
                             "--out", "bad", "--reversed-pairs", "0.5"])
-    assert r.exit_code == 2 and "--reversed-pairs need the procedural world" in r.output
+    assert r.exit_code == 2 and "--reversed-pairs needs the procedural world" in r.output

@@ -191,7 +191,8 @@ def check_world_options(cfg: TrainConfig) -> None:
     used = [name for name, (is_set, _) in WORLD_ONLY.items() if is_set(cfg)]
     if used:
         why = "; ".join(f"{n.replace('_', '-')} {WORLD_ONLY[n][1]}" for n in used)
-        raise UsageError(f"{', '.join('--' + n.replace('_', '-') for n in used)} need the procedural world "
+        raise UsageError(f"{', '.join('--' + n.replace('_', '-') for n in used)} "
+                         f"need{'s' if len(used) == 1 else ''} the procedural world "
                          f"(--data {WORLD}), not {cfg.data}: {why}")
     if cfg.stage == "text" and cfg.hard_negatives > 0:
         raise UsageError(f"the text stage's hard negatives swap the world's words; with --data {cfg.data} "
