@@ -112,11 +112,32 @@ def generate(
         positions = keyframe_positions(frames, cfg.frames, loop=options.loop)
         keyframes = {p: coarse.frames[i] for i, p in enumerate(positions)} | inputs.keyframes
         inputs = replace(inputs, keyframes=keyframes)
-        fine = _generate_once(model, prompt, task, inputs, options, seed, device, progress, None, preview, preview_every)
+        # 3. start the full clip from the coarse one stretched in time, part-way down the schedule
+        stretched = stretch(coarse.frames, positions, frames)
+        fine = _generate_once(model, prompt, task, inputs, options, seed, device, progress, None, preview, preview_every,
+                              start=(stretched, FINE_STRENGTH))
         timings = {**fine.timings, "coarse_s": coarse.timings["total_s"],
                    "total_s": fine.timings["total_s"] + coarse.timings["total_s"]}
         return replace(fine, timings=timings)
     return _generate_once(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
+
+
+# How much of the schedule the fine pass of a long clip runs from the stretched coarse clip: enough
+# to turn the blend between keyframes into one object in between, little enough to keep the path.
+FINE_STRENGTH = 0.6
+
+
+def stretch(coarse: np.ndarray, positions: list[int], frames: int) -> np.ndarray:
+    """uint8 (frames, h, w, c): `coarse` frame i at positions[i], linear blends in between (after
+    the last position, towards the first frame again: a loop's keyframes stop short of the end)."""
+    if positions[-1] < frames - 1:
+        positions, coarse = [*positions, frames], np.concatenate([coarse, coarse[:1]])
+    t = np.arange(frames, dtype=np.float64)
+    right = np.clip(np.searchsorted(positions, t, side="right"), 1, len(positions) - 1)
+    lo, hi = np.asarray(positions)[right - 1], np.asarray(positions)[right]
+    w = np.clip((t - lo) / np.maximum(hi - lo, 1), 0, 1)[:, None, None, None]
+    out = (1 - w) * coarse[right - 1] + w * coarse[right]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def keyframe_positions(frames: int, coarse: int, *, loop: bool = False) -> list[int]:
@@ -154,7 +175,10 @@ def _extend(model, prompt, inputs: Inputs, options: SampleOptions, seed, device,
 
 
 def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress,
-                   schedule: Schedule | None, preview: Preview | None, preview_every: int) -> GenerateResult:
+                   schedule: Schedule | None, preview: Preview | None, preview_every: int,
+                   start: tuple[np.ndarray, float] | None = None) -> GenerateResult:
+    """One sampling run. start = (clip, strength): begin from `clip` noised to `strength` of the
+    schedule instead of from pure noise (SDEdit; edit's own input)."""
     t_start = time.perf_counter()
     cfg = model.config
 
@@ -182,7 +206,9 @@ def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, 
 
     # 4. noise levels (float64, cast at use); SDEdit runs only the last `strength` of the schedule
     if task == "edit":
-        sigmas = sigmas_for_strength(options.steps, _sampling_config(cfg, options), float(inputs.strength))
+        start = (inputs.video[:frames], float(inputs.strength))
+    if start is not None:
+        sigmas = sigmas_for_strength(options.steps, _sampling_config(cfg, options), start[1])
     else:
         sigmas = _sigmas(cfg, options)
     sigmas = sigmas.to(torch.float32).to(device)
@@ -190,8 +216,8 @@ def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, 
     # 5. initial noise from an explicit generator, drawn on the CPU so a seed means the same clip anywhere
     generator = torch.Generator("cpu").manual_seed(seed)
     x = _initial_noise([generator], frames, cfg.size, device) * sigmas[0]
-    if task == "edit":
-        x = x + _to_clip(inputs.video[:frames]).to(device)
+    if start is not None:
+        x = x + _to_clip(start[0]).to(device)
 
     # 6. denoise
     window_text = _window_text(schedule, texts) if len(texts) > 1 else None

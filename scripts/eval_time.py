@@ -20,52 +20,12 @@ import random
 import numpy as np
 
 from lumiere_cli.config import SampleOptions
+from lumiere_cli.eval_time import long_clip_row, render_max_step, track
 from lumiere_cli.pipeline import Inputs, generate
 from lumiere_cli.weights import load_model
 from lumiere_cli.world.detect import detect
 from lumiere_cli.world.render import draw_spec, render
 from lumiere_cli.world.vocab import caption
-
-AXIS = {"moving right": (0, 1), "moving left": (0, -1), "moving down": (1, 1), "moving up": (1, -1)}
-BACKWARD = 0.03  # frame widths against the asked direction in one frame step
-
-
-def track(clip: np.ndarray) -> np.ndarray:
-    """(t, 2) object centres per frame (NaN without exactly one object), from 16-frame chunks."""
-    out = []
-    for start in range(0, len(clip), 16):
-        d = detect(clip[start:start + 16])
-        pos = np.asarray(d.track, dtype=float)[:, :2] if d.track else np.full((len(clip[start:start + 16]), 2), np.nan)
-        pos[np.asarray(d.objects) != 1] = np.nan
-        out.append(pos)
-    return np.concatenate(out)
-
-
-def render_max_step(motion: str, n: int = 64) -> float:
-    rng = random.Random(0)
-    steps = []
-    for _ in range(n):
-        spec = draw_spec(rng, "red", "circle", motion, "black")
-        clip = (render(spec, 16, 32).permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
-        steps.append(np.nanmax(np.abs(np.diff(track(clip), axis=0))))
-    return float(np.max(steps))
-
-
-def long_clip_row(model, prompt: str, motion: str, seed: int, frames: int, coarse: bool) -> dict:
-    clip = generate(model, prompt, seed=seed, options=SampleOptions(frames=frames, coarse=coarse)).frames
-    pos = track(clip)
-    axis, sign = AXIS[motion]
-    steps = np.diff(pos, axis=0)
-    along = sign * steps[:, axis]
-    chunks = [detect(clip[s:s + 16]) for s in range(0, frames, 16)]
-    colour, shape = prompt.split()[1:3]
-    return {
-        "not_one_object": int(np.isnan(pos[:, 0]).sum()),
-        "backward_jumps": int(np.nansum(along < -BACKWARD)),
-        "max_step": float(np.nanmax(np.abs(steps))) if np.isfinite(steps).any() else float("nan"),
-        "held": all(c.colour == colour and c.shape == shape for c in chunks),
-    }
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -74,27 +34,28 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--motions", default="moving right,moving left,moving up,moving down")
     ap.add_argument("--parts", default="long,loop,extend,keyframes")
+    ap.add_argument("--modes", default="windows,coarse", help="long clips: independent windows, coarse to fine")
     args = ap.parse_args()
     parts = args.parts.split(",")
     model = load_model(args.weights)
     seeds = [int(s) for s in args.seeds.split(",")]
 
     if "long" in parts:
-        long_clips(model, args.motions.split(","), seeds, args.frames)
+        long_clips(model, args.motions.split(","), seeds, args.frames, args.modes.split(","))
     if "loop" in parts:
         loops(model, seeds)
     if "extend" in parts or "keyframes" in parts:
         joins(model, seeds, parts)
 
 
-def long_clips(model, motions: list[str], seeds: list[int], frames: int) -> None:
+def long_clips(model, motions: list[str], seeds: list[int], frames: int, modes: list[str]) -> None:
     print(f"## long clips ({frames} frames)")
     print("motion | mode | seed | frames without one object | backward jumps | max step (render max) | colour+shape held")
     print("---|---|---|---|---|---|---")
     for motion in motions:
         prompt = f"a green circle {motion} on a black background"
         limit = render_max_step(motion)
-        for coarse in (False, True):
+        for coarse in [mode == "coarse" for mode in modes]:
             for seed in seeds:
                 row = long_clip_row(model, prompt, motion, seed, frames, coarse)
                 print(f"{motion} | {'coarse-to-fine' if coarse else 'windows'} | {seed} | {row['not_one_object']} | "

@@ -114,3 +114,16 @@ def test_time_layouts_know_whole_frames_and_leave_the_standard_batches_alone():
     torch.multinomial(probs, 8, replacement=True, generator=ref)
     torch.rand(8, 2, generator=ref), torch.rand(8, 2, generator=ref)
     assert torch.equal(torch.rand(4, generator=used), torch.rand(4, generator=ref))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_long_clip_on_the_shipped_model_is_one_journey(seed):
+    """48 frames of a translation, read by the world's detector: one object in every frame, no step
+    back against the motion, colour and shape held (independent windows jump back 1-4 times)."""
+    from lumiere_cli.eval_time import long_clip_row
+    from lumiere_cli.weights import load_model
+
+    row = long_clip_row(load_model(), "a green circle moving right on a black background", "moving right", seed, 48,
+                        coarse=True)
+    assert row["not_one_object"] == 0 and row["backward_jumps"] == 0 and row["held"], row
