@@ -305,3 +305,23 @@ def test_measures_psnr_ssim_and_edge_width():
     assert edge_width(ramp) == pytest.approx(5.0)  # five steps of 51
     assert enlarge_pil(step, 4, "lanczos").shape == (1, 64, 64, 3)
     assert edge_width(enlarge_pil(step, 4, "bicubic")) > 2.0
+
+
+def test_ship_rule_and_the_cards_ssr_part(tmp_path, tiny_ssr):
+    from lumiere_cli.cascade.card import render_ssr
+    from lumiere_cli.cascade.evaluate import beats_baselines, table
+
+    row = lambda p, s: {"psnr": p, "ssim": s, "edge_width": 2.0}  # noqa: E731
+    report = {"n": 4, "seed": 0, "frames": 16, "options": {"steps": 4, "noise": 0.0}, "render_edge_width": 1.5,
+              "methods": {"bicubic": row(31.0, 0.96), "lanczos": row(31.5, 0.97), "ssr": row(36.0, 0.98)}}
+    assert beats_baselines(report)
+    assert "| ssr | 36.00 | 0.9800 | 2.00 |" in table(report)
+    report["methods"]["ssr"] = row(36.0, 0.965)  # better PSNR, worse SSIM than Lanczos: not shipped
+    assert not beats_baselines(report)
+    save_ssr(tiny_ssr, tmp_path, card={"name": "tiny-ssr", "fidelity": report, "measurements": ["windows: 1.0"],
+                                       "training": [{"stage": "frames", "steps": 2, "batch_size": 2, "samples_seen": 4,
+                                                     "device": "cpu", "wall_minutes": 0.1, "lr": 0.001}]})
+    page = "\n".join(render_ssr(read_ssr_info(tmp_path)))
+    assert "## Super-resolution (SSR)" in page and "8x8 -> 16x16" in page
+    assert "| frames | 2 | 2 | 4 | cpu | 0.1 | 0.001 |" in page and "| lanczos | 31.50 | 0.9700 |" in page
+    assert "- windows: 1.0" in page
