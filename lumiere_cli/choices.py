@@ -68,3 +68,10 @@ class Device(Choice):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Layouts(Choice):
+    """The <C, M> layouts a video stage trains with (masks.LAYOUT_SETS holds their shares)."""
+
+    standard = "standard"
+    time = "time"

@@ -345,3 +345,37 @@ def test_setup_gives_ddp_an_indexed_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     assert loop.setup(TrainConfig()).device == torch.device("cuda", 0)
     assert chosen == [torch.device("cuda", 0)]
+
+
+def test_train_layouts_flag_chooses_the_known_frame_layouts(tmp_path, monkeypatch):
+    """`lumiere train --layouts time`: the video stage's batches draw the time layouts (whole known
+    frames) and the card's row says so; the default draws the standard set; other names are refused."""
+    from typer.testing import CliRunner
+
+    from lumiere_cli.cli import app
+    from lumiere_cli.masks import LAYOUT_SETS
+    from lumiere_cli.train import data as train_data
+
+    seen = []
+    real = train_data.random_known_mask
+
+    def spy(*args, layouts=None, **kwargs):
+        seen.append(layouts)
+        return real(*args, layouts=layouts, **kwargs)
+
+    monkeypatch.setattr(train_data, "random_known_mask", spy)
+    monkeypatch.chdir(tmp_path)
+    run = lambda out, *more: CliRunner().invoke(app, [  # noqa: E731
+        "train", "--stage", "video", "--steps", "1", "--batch-size", "2", "--device", "cpu", "--workers", "0",
+        "--out", out, "--config", dumps(TINY), *more])
+    r = run("time", "--layouts", "time")
+    assert r.exit_code == 0, r.output
+    assert seen and all(s == LAYOUT_SETS["time"] for s in seen)
+    assert load_model("time").card["training"][-1]["layouts"] == "time"
+    seen.clear()
+    r = run("standard")
+    assert r.exit_code == 0, r.output
+    assert seen and all(s == LAYOUT_SETS["standard"] for s in seen)
+    assert "layouts" not in load_model("standard").card["training"][-1]
+    r = run("bad", "--layouts", "keyframes")
+    assert r.exit_code == 2 and "keyframes" in r.output and "Traceback" not in r.output

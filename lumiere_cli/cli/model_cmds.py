@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from lumiere_cli.choices import Stage
+from lumiere_cli.choices import Layouts, Stage
 from lumiere_cli.cli import options as o
 from lumiere_cli.cli.ui import UI, handle_errors
 from lumiere_cli.cli.upscale import BaseOnly, SsrNoise, SsrSteps
@@ -111,8 +111,8 @@ def _flat(value: Any) -> str:
 
 # Options a plan file sets per stage; with --plan only --device (every stage) and --quiet apply.
 PLAN_SETS = ("stage", "steps", "batch_size", "lr", "text_lr", "hard_negatives", "text_anchor", "schedule_shift",
-             "sigma_range", "reversed_pairs", "reference_clips", "motions", "out", "init", "config", "resume",
-             "seed", "data", "val_data", "val_fraction", "val_every", "bucket", "grad_accum", "workers")
+             "sigma_range", "reversed_pairs", "reference_clips", "motions", "layouts", "out", "init", "config",
+             "resume", "seed", "data", "val_data", "val_fraction", "val_every", "bucket", "grad_accum", "workers")
 DATA = "Data"
 
 
@@ -130,6 +130,7 @@ def train(
     reversed_pairs: Annotated[float, typer.Option(min=0.0, max=1.0, help="video stages: share of clips paired with themselves played backwards (the opposite motion word) under the same noise.")] = 0.0,
     reference_clips: Annotated[int, typer.Option(min=0, help="video stages: regress text-to-video clips on their caption's posterior mean, estimated from this many more clips drawn for it (procedural data only).")] = 0,
     motions: Annotated[Optional[str], typer.Option(metavar="LIST", help="Train only on clips of these motions, comma-separated (e.g. 'moving left,moving right,moving up,moving down').", show_default=False)] = None,
+    layouts: Annotated[Layouts, typer.Option(help="video stages: the <C, M> layouts clips train with: standard (none, first frame, inpaint, cinemagraph) or time (those and whole known frames anywhere: keyframes, a prefix, a suffix, both ends, for extend, keyframes and long clips).")] = Layouts.standard,
     out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, metrics.jsonl and the weights (weights/).")] = Path("runs/default"),
     init: Annotated[Optional[Path], typer.Option(help="Weights to start from: a .safetensors file, its folder, or the previous stage's run folder.", show_default=False)] = None,
     config: Annotated[Optional[str], typer.Option(help="ModelConfig changes, inline JSON or a .json file. With --init only what no weight depends on: frames (video stages), fps, diffusion.schedule_shift, sample_shift, sample_guidance, sample_sampler.", show_default=False)] = None,
@@ -180,6 +181,7 @@ def train(
             sigma_range=tuple(sigma_range) if sigma_range and None not in sigma_range else None,
             reversed_pairs=reversed_pairs, reference_clips=reference_clips, device=device.value,
             motions=tuple(m.strip() for m in motions.split(",") if m.strip()) if motions is not None else None,
+            layouts=layouts.value,
             data=data, val_data=str(val_data) if val_data is not None else None, val_fraction=val_fraction,
             val_every=val_every, buckets=tuple(parse_bucket(b) for b in bucket) if bucket else None,
             grad_accum=grad_accum, workers=workers)
