@@ -54,6 +54,35 @@ def test_open_clip_is_not_imported_by_the_package():
     assert out.stdout.strip() == "False"
 
 
+def test_encoding_needs_no_torchvision_and_the_whole_library_still_loads():
+    """The text modules come without open_clip's __init__ (torchvision, timm); the first name the
+    package lacks runs it, and then open_clip is the library as `import open_clip` gives it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from lumiere_cli.config import TextConfig\n"
+        "from lumiere_cli.nn.text import TextEncoder\n"
+        "enc = TextEncoder(TextConfig(context_length=16, width=32, heads=2, layers=1, embed_dim=24))\n"
+        "enc.encode(['a red ball'])\n"
+        "print(sorted(m for m in ('torchvision', 'timm', 'open_clip.factory') if m in sys.modules))\n"
+        "import open_clip\n"
+        "from open_clip import create_model, SimpleTokenizer\n"
+        "print(open_clip.__version__ != '', type(sys.modules['open_clip.utils'].FrozenBatchNorm2d).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True type"]
+
+
+def test_tokens_are_those_of_open_clips_tokenizer(encoder):
+    from open_clip.tokenizer import SimpleTokenizer
+
+    prompts = ["a red ball moving left", "", "word " * 40, "A Blue  SQUARE, bouncing!"]
+    expected = SimpleTokenizer(context_length=TINY.context_length)(prompts)
+    assert torch.equal(encoder.tokenize(prompts), expected)
+
+
 def _tiny_openclip(tmp_path, name: str, custom_text: bool):
     import open_clip
 

@@ -3,11 +3,17 @@
 Axis legend: b batch, l tokens, d features.
 
 `open_clip` takes seconds to import, so it is imported inside functions: the CLI answers
-`--help` without paying for it.
+`--help` without paying for it. The shipped encoder needs only its `tokenizer` and `transformer`
+modules, which `text_modules` imports without the package's `__init__` (`create_model`, image
+transforms, timm, torchvision): 4 s less for every generation command (docs/DESIGN.md §10).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+import types
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,6 +21,59 @@ import torch
 from torch import Tensor, nn
 
 from ..config import TextConfig
+
+
+class _DeferredPackage(types.ModuleType):
+    """The `open_clip` package with its `__init__` not yet run: it runs on the first name the
+    module lacks (`open_clip.create_model`, `from open_clip import ...`), so code that wants the
+    whole library gets exactly what `import open_clip` gives."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") and name not in ("__all__", "__version__"):
+            raise AttributeError(name)  # probes of the import machinery, inspect, pickle
+        self.__class__ = types.ModuleType  # once: whatever happens next, no second run
+        _restore_torchvision()
+        self.__spec__.loader.exec_module(self)
+        return getattr(self, name)
+
+
+class _TorchvisionName:
+    """Stands for `torchvision.ops.misc.FrozenBatchNorm2d` in `open_clip.utils`, which binds it at
+    import only to freeze the batch norms of image towers; the text modules never call it.
+    Importing torchvision costs 3 s here (its ops import torch._dynamo)."""
+
+    def __call__(self, *args, **kwargs):
+        from torchvision.ops.misc import FrozenBatchNorm2d
+
+        return FrozenBatchNorm2d(*args, **kwargs)
+
+
+def _restore_torchvision() -> None:
+    """Put the real torchvision class back into `open_clip.utils` before other modules use it."""
+    utils = sys.modules.get("open_clip.utils")
+    if utils is not None and isinstance(getattr(utils, "FrozenBatchNorm2d", None), _TorchvisionName):
+        from torchvision.ops.misc import FrozenBatchNorm2d
+
+        utils.FrozenBatchNorm2d = FrozenBatchNorm2d
+
+
+def text_modules() -> tuple[types.ModuleType, types.ModuleType]:
+    """open_clip's `tokenizer` and `transformer` modules, the library's own code, imported without
+    running the package's `__init__` (and without torchvision) unless something already did."""
+    if "open_clip" not in sys.modules:
+        spec = importlib.util.find_spec("open_clip")
+        package = importlib.util.module_from_spec(spec)
+        package.__class__ = _DeferredPackage
+        sys.modules["open_clip"] = package
+    if "open_clip.utils" not in sys.modules and "torchvision.ops.misc" not in sys.modules:
+        stand_in = types.ModuleType("torchvision.ops.misc")
+        stand_in.FrozenBatchNorm2d = _TorchvisionName()
+        sys.modules["torchvision.ops.misc"] = stand_in
+        try:
+            importlib.import_module("open_clip.utils")
+        finally:
+            del sys.modules["torchvision.ops.misc"]
+    return importlib.import_module("open_clip.tokenizer"), importlib.import_module("open_clip.transformer")
 
 
 class TextEmbedding(NamedTuple):
@@ -46,8 +105,7 @@ class _ClipTextTower(nn.Module):
         self.register_buffer("attn_mask", clip.attn_mask, persistent=False)
 
     def forward(self, text: Tensor) -> tuple[Tensor, Tensor]:
-        from open_clip.transformer import text_global_pool
-
+        text_global_pool = text_modules()[1].text_global_pool
         seq = text.shape[1]
         x = self.token_embedding(text) + self.positional_embedding[:seq]
         mask = self.attn_mask[:seq, :seq] if self.attn_mask is not None else None
@@ -62,7 +120,7 @@ class _ClipTextTower(nn.Module):
 
 def _text_tower(model: nn.Module) -> nn.Module:
     """The text tower of an open_clip model (CLIP or CustomTextCLIP), returning (pooled, tokens)."""
-    from open_clip.transformer import TextTransformer
+    TextTransformer = text_modules()[1].TextTransformer  # noqa: N806
 
     if hasattr(model, "text"):
         tower = model.text
@@ -111,8 +169,7 @@ class TextEncoder(nn.Module):
 
     def __init__(self, cfg: TextConfig, *, tower: nn.Module | None = None):
         super().__init__()
-        import open_clip
-        from open_clip.transformer import TextTransformer
+        TextTransformer = text_modules()[1].TextTransformer  # noqa: N806
 
         self.cfg = cfg
         if tower is not None:
@@ -128,6 +185,8 @@ class TextEncoder(nn.Module):
                 output_tokens=True,
             )
         else:
+            import open_clip
+
             model = open_clip.create_model(cfg.openclip_model, pretrained=None)
             self.tower = _text_tower(model)
         self._tokenizer = None
@@ -157,13 +216,14 @@ class TextEncoder(nn.Module):
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            import open_clip
-
             if self.cfg.openclip_model is None:
-                from open_clip.tokenizer import SimpleTokenizer
-
-                self._tokenizer = SimpleTokenizer(context_length=self.cfg.context_length)
+                # The module builds this default tokenizer (CLIP's BPE, lower-casing) at import
+                # and `open_clip.tokenize` uses it; a second one would read the BPE again (0.3 s).
+                # The context length is passed at each call (`tokenize`).
+                self._tokenizer = text_modules()[0]._tokenizer
             else:
+                import open_clip
+
                 self._tokenizer = open_clip.get_tokenizer(
                     self.cfg.openclip_model, context_length=self.cfg.context_length
                 )
@@ -173,7 +233,7 @@ class TextEncoder(nn.Module):
         """(b, l) token ids; prompts longer than the context are truncated, ending in EOT."""
         if isinstance(prompts, str):
             raise TypeError("tokenize takes a list of prompts, not a string")
-        tokens = self.tokenizer(list(prompts))
+        tokens = self.tokenizer(list(prompts), context_length=self.cfg.context_length)
         return tokens.to(self.device)
 
     def ignored_words(self, prompt: str) -> list[str]:
