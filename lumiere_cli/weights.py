@@ -8,6 +8,7 @@ A pickle (.pt, .ckpt, .bin, ...) is refused, never unpickled: loading one can ru
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from .atomic import staged
 from .config import dumps
 from .errors import WeightsError
 from .model import LumiereModel
+from .nn.layers import skipped_init
 from .weights_header import (  # noqa: F401 - the header half, re-exported for callers that load anyway
     FILENAME, FORMAT, PICKLE_SUFFIXES, SHIPPED_WEIGHTS, RUN_WEIGHTS, WeightsInfo, default_weights_path,
     parse_metadata, read_header, read_info, resolve, weights_hash,
@@ -83,7 +85,9 @@ def load_model(
         raise WeightsError(f"{p}: corrupt weights file ({e})") from None
     if content_hash(tensors) != meta.get("content_hash"):
         raise WeightsError(f"{p}: content hash mismatch: the weights were modified or damaged; re-download them")
-    model = LumiereModel(config, card=card)
+    # A strict load overwrites every parameter, so drawing initial weights would be wasted work.
+    with contextlib.nullcontext() if grow else skipped_init():
+        model = LumiereModel(config, card=card)
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)

@@ -59,6 +59,28 @@ def native_precision(device: torch.device) -> Iterator[bool]:
         yield False
 
 
+# The initialisers modules call while they are built (torch.nn layers and open_clip's text tower).
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+
+
+@contextlib.contextmanager
+def skipped_init() -> Iterator[None]:
+    """Build modules without drawing their initial weights, for a model whose every parameter and
+    buffer is loaded next (a strict `load_state_dict`): drawing them took 0.3 s of the shipped
+    model's 0.4 s build. Anything left unloaded holds whatever memory it was given, so never use
+    it where a load may skip parameters. Not thread-safe: it swaps torch.nn.init's functions."""
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+    keep = lambda tensor, *args, **kwargs: tensor  # noqa: E731
+    try:
+        for name in saved:
+            setattr(nn.init, name, keep)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
+
+
 def zero_init(module: nn.Module) -> nn.Module:
     """New residual branches start at zero so that adding them changes nothing at init."""
     for p in module.parameters():

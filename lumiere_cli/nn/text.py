@@ -5,7 +5,7 @@ Axis legend: b batch, l tokens, d features.
 `open_clip` takes seconds to import, so it is imported inside functions: the CLI answers
 `--help` without paying for it. The shipped encoder needs only its `tokenizer` and `transformer`
 modules, which `text_modules` imports without the package's `__init__` (`create_model`, image
-transforms, timm, torchvision): 4 s less for every generation command (docs/DESIGN.md §10).
+transforms, timm, torchvision): 3-4 s less for every generation command on a 2-core CPU.
 """
 
 from __future__ import annotations
