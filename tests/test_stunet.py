@@ -338,3 +338,88 @@ def test_bf16_kernels_when_the_cpu_has_them(monkeypatch):
             out = net(x, *cond(1))
     assert out.dtype == torch.bfloat16
     assert (out.float() - ref).abs().mean() < 0.1 * ref.abs().mean() + 1e-3
+
+
+# (d) the faster kernels compute the same sums as the layers they stand for
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_over_frames_is_the_conv3d(stride, channels_last):
+    from lumiere_cli.nn.layers import conv_over_frames
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(6, 5, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0))
+    x = torch.randn(2, 6, 8, 3, 4)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(conv_over_frames(conv, x), conv(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):
+        conv_over_frames(torch.nn.Conv3d(6, 5, 3, padding=1), x)
+
+
+def test_repeat_frames_in_either_layout():
+    from lumiere_cli.nn.layers import repeat_frames
+
+    x = torch.randn(2, 3, 4, 5, 6)
+    expected = x.repeat_interleave(2, dim=2)
+    assert torch.equal(repeat_frames(x, 2), expected)
+    cl = repeat_frames(x.contiguous(memory_format=torch.channels_last_3d), 2)
+    assert torch.equal(cl, expected) and cl.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_per_clip_text_equals_the_text_repeated_on_every_frame():
+    """Blocks read the caption once per clip (keys and values once, not per frame): the same
+    numbers as the caption repeated on every frame of the folded batch, frames=1."""
+    from einops import repeat
+
+    from lumiere_cli.nn.layers import SpatialBlock
+
+    torch.manual_seed(0)
+    b, t = 2, 4
+    blk = randomise_zero_inits(SpatialBlock(16, 16, emb_dim=32, attn=True, heads=2, context_dim=24)).eval()
+    x = torch.randn(b * t, 16, 4, 4)
+    emb = torch.randn(b, 32)
+    _, context, _, mask = cond(b)
+    words = torch.randn(b, L, 24)
+    per_frame = [repeat(v, "b ... -> (b t) ...", t=t) for v in (emb, context, mask, words)]
+    with torch.no_grad():
+        once = blk(x, emb, context, mask, words, frames=t)
+        repeated = blk(x, *per_frame)
+    torch.testing.assert_close(once, repeated, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("space", [False, True])
+def test_temporal_attention_in_either_layout(space):
+    torch.manual_seed(0)
+    blk = randomise_zero_inits(TemporalAttentionBlock(16, emb_dim=32, heads=2, context_dim=24, space=space,
+                                                      rope=space)).eval()
+    x = torch.randn(2, 16, 4, 3, 5)
+    emb, (_, context, _, mask) = torch.randn(2, 32), cond(2)
+    with torch.no_grad():
+        plain = blk(x, emb, context, mask)
+        cl = blk(x.contiguous(memory_format=torch.channels_last_3d), emb, context, mask)
+    assert (plain - x).abs().mean() > 1e-2
+    torch.testing.assert_close(cl, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_stunet_same_output_in_either_layout():
+    net = randomise_zero_inits(STUNet(TINY)).eval()
+    x, c = video(2, 8), cond(2)
+    with torch.no_grad():
+        plain = net(x, *c)
+        cl = net(x.contiguous(memory_format=torch.channels_last_3d), *c)
+    assert plain.is_contiguous() and plain.abs().mean() > 1e-2
+    torch.testing.assert_close(cl, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_skipped_init_builds_modules_that_load_to_the_same_network():
+    from lumiere_cli.nn.layers import skipped_init
+
+    normal = torch.nn.init.normal_
+    net = randomise_zero_inits(STUNet(TINY)).eval()
+    with skipped_init():
+        fresh = STUNet(TINY)
+    assert torch.nn.init.normal_ is normal  # put back
+    fresh.load_state_dict(net.state_dict())
+    x, c = video(1, 4), cond(1)
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(x, *c), net(x, *c))

@@ -136,9 +136,11 @@ class ResBlock(nn.Module):
             nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
         )
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, *, frames: int = 1) -> Tensor:
+        """x ((b t) c h w): `frames` frames per clip; emb (b, d), one per clip."""
         h = self.conv1(F.silu(self.norm1(x)))
-        h = scale_shift(self.norm2(h), self.emb_proj(F.silu(emb)))
+        mod = repeat(self.emb_proj(F.silu(emb)), "b d -> (b t) d", t=frames)
+        h = scale_shift(self.norm2(h), mod)
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
@@ -180,17 +182,27 @@ class SpatialAttention(nn.Module):
         self.out_cross = zero_init(nn.Linear(channels, channels))
 
     def forward(
-        self, x: Tensor, context: Tensor, context_mask: Tensor | None, words: Tensor | None = None
+        self,
+        x: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None,
+        words: Tensor | None = None,
+        *,
+        frames: int = 1,
     ) -> Tensor:
+        """x ((b t) c h w): `frames` frames per clip; context, context_mask, words: one per clip."""
         h_size = x.shape[-2]
         tokens = rearrange(x, "b c h w -> b (h w) c")
         h = rearrange(self.norm_self(x), "b c h w -> b (h w) c")
         q, k, v = self.qkv(h).chunk(3, dim=-1)
         tokens = tokens + self.out_self(attention(q, k, v, heads=self.heads))
 
-        q = self.q_cross(self.norm_cross(tokens))
+        # Every frame of a clip reads the same caption: its pixels query it in one batch row, so
+        # the keys and values are computed once per clip, not once per frame.
+        q = rearrange(self.q_cross(self.norm_cross(tokens)), "(b t) n c -> b (t n) c", t=frames)
         k, v = self.words_cross(self.kv_cross(context), words).chunk(2, dim=-1)
-        tokens = tokens + self.out_cross(attention(q, k, v, heads=self.heads, mask=context_mask))
+        read = attention(q, k, v, heads=self.heads, mask=context_mask)
+        tokens = tokens + self.out_cross(rearrange(read, "b (t n) c -> (b t) n c", t=frames))
         out = rearrange(tokens, "b (h w) c -> b c h w", h=h_size)
         # Keep the caller's memory format (channels_last stays channels_last).
         return out.contiguous(memory_format=_memory_format(x))
@@ -225,11 +237,19 @@ class SpatialBlock(nn.Module):
         )
 
     def forward(
-        self, x: Tensor, emb: Tensor, context: Tensor, context_mask: Tensor | None, words: Tensor | None = None
+        self,
+        x: Tensor,
+        emb: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None,
+        words: Tensor | None = None,
+        *,
+        frames: int = 1,
     ) -> Tensor:
-        x = self.res(x, emb)
+        """x ((b t) c h w) holds `frames` frames of each clip; the conditioning is per clip (b, ...)."""
+        x = self.res(x, emb, frames=frames)
         if exists(self.attn):
-            x = self.attn(x, context, context_mask, words)
+            x = self.attn(x, context, context_mask, words, frames=frames)
         return x
 
 
@@ -274,6 +294,36 @@ def _identity_temporal_conv(channels: int, kernel: int, *, stride: int = 1) -> n
     return conv
 
 
+def conv_over_frames(conv: nn.Conv3d, x: Tensor) -> Tensor:
+    """A (k, 1, 1) Conv3d applied as a Conv2d over (frames, pixels), with the same weights.
+
+    The same sums in another kernel: fp32 Conv3d has no oneDNN path on CPU (slow_conv3d, 3x
+    slower here), and on channels_last_3d clips the (b c t (h w)) view is free.
+    """
+    if conv.kernel_size[1:] != (1, 1) or conv.padding[1:] != (0, 0) or conv.stride[1:] != (1, 1):
+        raise ValueError("conv_over_frames takes convolutions over time only, kernel (k, 1, 1)")
+    h = x.shape[-2]
+    out = F.conv2d(
+        rearrange(x, "b c t h w -> b c t (h w)"),
+        rearrange(conv.weight, "o i k 1 1 -> o i k 1"),
+        conv.bias,
+        stride=(conv.stride[0], 1),
+        padding=(conv.padding[0], 0),
+        dilation=(conv.dilation[0], 1),
+        groups=conv.groups,
+    )
+    return rearrange(out, "b c t (h w) -> b c t h w", h=h)
+
+
+def repeat_frames(x: Tensor, times: int) -> Tensor:
+    """Each frame `times` times in a row (b c (t times) h w), in x's memory format."""
+    if _memory_format(x) == torch.channels_last_3d:
+        # One copy in (b t h w c) order, which is channels_last_3d's own.
+        y = repeat(rearrange(x, "b c t h w -> b t h w c"), "b t h w c -> b (t n) h w c", n=times)
+        return rearrange(y, "b t h w c -> b c t h w")
+    return repeat(x, "b c t h w -> b c (t n) h w", n=times)
+
+
 class TemporalDownsample(nn.Module):
     """Identity-initialised temporal conv with stride 2: exactly x[:, :, ::2] at init."""
 
@@ -282,7 +332,7 @@ class TemporalDownsample(nn.Module):
         self.conv = _identity_temporal_conv(channels, kernel, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)
+        return conv_over_frames(self.conv, x)
 
 
 class TemporalUpsample(nn.Module):
@@ -293,8 +343,7 @@ class TemporalUpsample(nn.Module):
         self.conv = _identity_temporal_conv(channels, kernel)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = repeat(x, "b c t h w -> b c (t two) h w", two=2)
-        return self.conv(x.contiguous(memory_format=_memory_format(x)))
+        return conv_over_frames(self.conv, repeat_frames(x, 2))
 
 
 class TemporalConvBlock(nn.Module):
@@ -325,8 +374,8 @@ class TemporalConvBlock(nn.Module):
         h = self.spatial_conv(h.contiguous(memory_format=_frames_format(fmt)))
         h = rearrange(h, "(b t) c h w -> b c t h w", t=t)
         h = scale_shift(self.norm2(h), self.emb_proj(F.silu(emb)))
-        h = self.temporal_conv(F.silu(h).contiguous(memory_format=fmt))
-        h = self.proj(self.dropout(F.silu(h)))
+        h = conv_over_frames(self.temporal_conv, F.silu(h).contiguous(memory_format=fmt))
+        h = conv_over_frames(self.proj, self.dropout(F.silu(h)))
         return x + h
 
 
@@ -388,18 +437,23 @@ class TemporalAttentionBlock(nn.Module):
     ) -> Tensor:
         b, c, t, h, w = x.shape
         fmt = _memory_format(x)
-        tokens = rearrange(x, "b c t h w -> (b h w) t c")
-        mod = repeat(self.emb_proj(F.silu(emb)), "b d -> (b h w) 1 d", h=h, w=w)
+        # Every step but the self-attention is per token, so the tokens stay in the order that
+        # attention wants: one row per clip, (t h w), for space-time attention (a free view of a
+        # channels_last_3d clip); one row per pixel, t long, for attention over frames.
+        if self.space:
+            tokens = rearrange(x, "b c t h w -> b (t h w) c")
+            mod = rearrange(self.emb_proj(F.silu(emb)), "b d -> b 1 d")
+        else:
+            tokens = rearrange(x, "b c t h w -> (b h w) t c")
+            mod = repeat(self.emb_proj(F.silu(emb)), "b d -> (b h w) 1 d", h=h, w=w)
         scale1, shift1, scale2, shift2 = mod.chunk(4, dim=-1)
 
         a = torch.addcmul(shift1, self.norm1(tokens), 1 + scale1)
         if self.space:
-            a = rearrange(a, "(b h w) t c -> b (t h w) c", b=b, h=h, w=w)
             a = a + self.pos(grid_positions(t, h, w, self.POS_DIM, device=x.device).to(a.dtype))
             q, k, v = self.qkv(a).chunk(3, dim=-1)
             rope = rope_angles(t, h, w, c // self.heads, device=x.device) if self.rope else None
             read = attention(q, k, v, heads=self.heads, rope=rope)
-            read = rearrange(read, "b (t h w) c -> (b h w) t c", t=t, h=h, w=w)
         else:
             a = a + frame_positions(t, c, device=x.device).to(a.dtype)
             q, k, v = self.qkv(a).chunk(3, dim=-1)
@@ -407,14 +461,21 @@ class TemporalAttentionBlock(nn.Module):
         tokens = tokens + self.out(read)
 
         # Cross-attention is per token, so each clip's tokens query its caption in one batch row.
-        q = rearrange(self.q_cross(self.norm_cross(tokens)), "(b hw) t c -> b (hw t) c", b=b)
+        q = self.q_cross(self.norm_cross(tokens))
+        if not self.space:
+            q = rearrange(q, "(b hw) t c -> b (hw t) c", b=b)
         k, v = self.words_cross(self.kv_cross(context), words).chunk(2, dim=-1)
         read = attention(q, k, v, heads=self.heads, mask=context_mask)
-        tokens = tokens + self.out_cross(rearrange(read, "b (hw t) c -> (b hw) t c", t=t))
+        if not self.space:
+            read = rearrange(read, "b (hw t) c -> (b hw) t c", t=t)
+        tokens = tokens + self.out_cross(read)
 
         m = torch.addcmul(shift2, self.norm2(tokens), 1 + scale2)
         tokens = tokens + self.mlp_out(F.gelu(self.mlp_in(m)))
-        out = rearrange(tokens, "(b h w) t c -> b c t h w", b=b, h=h, w=w)
+        if self.space:
+            out = rearrange(tokens, "b (t h w) c -> b c t h w", t=t, h=h, w=w)
+        else:
+            out = rearrange(tokens, "(b h w) t c -> b c t h w", b=b, h=h, w=w)
         return out.contiguous(memory_format=fmt)
 
 

@@ -10,7 +10,7 @@ inflated network maps a static clip to the image U-Net's output on every frame.
 from __future__ import annotations
 
 import torch
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import Tensor, nn
 
 from ..config import UNetConfig
@@ -136,28 +136,16 @@ class STUNet(nn.Module):
         b, _, t, height, width = x.shape
         sp, tp = self.spatial, self.temporal
         # Follow the caller's layout: channels_last_3d clips make every frame fold a free view.
-        channels_last = x.is_contiguous(memory_format=torch.channels_last_3d) and not (
-            x.is_contiguous()
-        )
+        # (Not the default on CPU: GroupNorm's channels_last kernel is 10x slower at one channel
+        # per group, the first level here.)
+        channels_last = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
         fmt4 = torch.channels_last if channels_last else torch.contiguous_format
         fmt5 = torch.channels_last_3d if channels_last else torch.contiguous_format
 
         mask = safe_context_mask(context_mask)
         emb = sp.embed(c_noise, pooled)  # (b, d)
         temb = emb + tp.pooled_proj(pooled) + tp.text_pool(context, mask, words)  # temporal layers' embedding
-
-        per_frame: dict[int, tuple[Tensor, Tensor, Tensor | None, Tensor | None]] = {}
-
-        def frames_cond(t: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-            # Spatial layers see each frame as an image with the clip's conditioning.
-            if t not in per_frame:
-                per_frame[t] = (
-                    repeat(emb, "b d -> (b t) d", t=t),
-                    repeat(context, "b l d -> (b t) l d", t=t),
-                    repeat(mask, "b l -> (b t) l", t=t) if exists(mask) else None,
-                    repeat(words, "b l d -> (b t) l d", t=t) if exists(words) else None,
-                )
-            return per_frame[t]
+        text = (context, mask, words)  # one per clip: the blocks repeat what they need per frame
 
         def to_clip(h: Tensor, t: int) -> Tensor:
             return rearrange(h, "(b t) c h w -> b c t h w", t=t).contiguous(memory_format=fmt5)
@@ -165,13 +153,11 @@ class STUNet(nn.Module):
         def to_frames(h: Tensor) -> Tensor:
             return rearrange(h, "b c t h w -> (b t) c h w").contiguous(memory_format=fmt4)
 
-        h = to_frames(x)
-        h = sp.encode_input(h).contiguous(memory_format=fmt4)  # ((b t) c h w)
+        h = sp.encode_input(rearrange(x, "b c t h w -> (b t) c h w"), memory_format=fmt4)  # ((b t) c h w)
         skips = []
         for i, level in enumerate(sp.down):
-            cond = frames_cond(t)
             for j, blk in enumerate(level.blocks):
-                h = blk(h, *cond)
+                h = blk(h, emb, *text, frames=t)
                 if i < sp.levels - 1:
                     h = to_frames(tp.down_blocks[i][j](to_clip(h, t), temb))
             skips.append(h)
@@ -181,7 +167,7 @@ class STUNet(nn.Module):
                     h = to_frames(tp.downsample[i](to_clip(h, t)))
                     t //= 2
 
-        h = sp.mid(h, *frames_cond(t))
+        h = sp.mid(h, emb, *text, frames=t)
         if len(tp.attn_blocks) or len(tp.spacetime_blocks):
             clip = to_clip(h, t)
             for blk in (*tp.attn_blocks, *tp.spacetime_blocks):
@@ -196,12 +182,11 @@ class STUNet(nn.Module):
                     h = to_frames(tp.upsample[i](to_clip(h, t)))
                     t *= 2
             h = torch.cat([h, skips[i]], dim=1)
-            cond = frames_cond(t)
             for j, blk in enumerate(level.blocks):
-                h = blk(h, *cond)
+                h = blk(h, emb, *text, frames=t)
                 if i < sp.levels - 1:
                     h = to_frames(tp.up_blocks[i][j](to_clip(h, t), temb))
 
         out = sp.decode_output(h)
-        return rearrange(out, "(b t) c h w -> b c t h w", b=b)
+        return rearrange(out, "(b t) c h w -> b c t h w", b=b).contiguous()
 

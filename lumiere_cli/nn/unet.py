@@ -39,9 +39,17 @@ class MidBlock(nn.Module):
         self.second = SpatialBlock(channels, channels, attn=False, **kw)
 
     def forward(
-        self, x: Tensor, emb: Tensor, context: Tensor, context_mask: Tensor | None, words: Tensor | None = None
+        self,
+        x: Tensor,
+        emb: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None,
+        words: Tensor | None = None,
+        *,
+        frames: int = 1,
     ) -> Tensor:
-        return self.second(self.first(x, emb, context, context_mask, words), emb, context, context_mask)
+        h = self.first(x, emb, context, context_mask, words, frames=frames)
+        return self.second(h, emb, context, context_mask, frames=frames)
 
 
 def safe_context_mask(context_mask: Tensor | None) -> Tensor | None:
@@ -118,9 +126,9 @@ class UNet2D(nn.Module):
         emb = self.noise_mlp(self.noise_features(c_noise).to(pooled.dtype))
         return emb + self.pooled_proj(pooled)
 
-    def encode_input(self, x: Tensor) -> Tensor:
+    def encode_input(self, x: Tensor, *, memory_format: torch.memory_format = torch.preserve_format) -> Tensor:
         # Space-to-depth: the full-resolution level costs a quarter as much for patch 2.
-        return self.stem(F.pixel_unshuffle(x, self.cfg.patch))
+        return self.stem(F.pixel_unshuffle(x, self.cfg.patch).contiguous(memory_format=memory_format))
 
     def decode_output(self, h: Tensor) -> Tensor:
         return F.pixel_shuffle(self.head(F.silu(self.head_norm(h))), self.cfg.patch)
