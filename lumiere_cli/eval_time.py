@@ -11,9 +11,10 @@ import random
 import numpy as np
 
 from .config import SampleOptions
-from .pipeline import generate
+from .pipeline import Inputs, generate
 from .world.detect import detect
 from .world.render import draw_spec, render
+from .world.vocab import caption
 
 AXIS = {"moving right": (0, 1), "moving left": (0, -1), "moving down": (1, 1), "moving up": (1, -1)}
 BACKWARD = 0.03  # frame widths against the asked direction in one frame step
@@ -53,4 +54,101 @@ def long_clip_row(model, prompt: str, motion: str, seed: int, frames: int, coars
         "backward_jumps": int(np.nansum(along < -BACKWARD)),
         "max_step": float(np.nanmax(np.abs(steps))) if np.isfinite(steps).any() else float("nan"),
         "held": all(c.colour == colour and c.shape == shape for c in chunks),
+    }
+
+
+def largest_steps(clip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair of neighbouring frames (t - 1,): the object's step (the larger of its x and y moves,
+    in frame widths; NaN where a frame shows no single object) and the mean absolute pixel change."""
+    steps = np.abs(np.diff(track(clip), axis=0)).max(axis=1)
+    pixels = np.abs(np.diff(clip.astype(np.float64), axis=0)).mean(axis=(1, 2, 3))
+    return steps, pixels
+
+
+def loop_row(model, prompt: str, seed: int, *, task: str = "t2v", inputs: Inputs | None = None,
+             steps: int | None = None, frames: int | None = None) -> dict:
+    """A `--loop` clip played round: the step from its last frame to its first against the largest
+    step between neighbours inside it, for the object's track and for the pixels. Seamless: the
+    end-to-start step is no larger than the largest inner one, on both, and both ends show one object."""
+    clip = generate(model, prompt, task=task, inputs=inputs, seed=seed,
+                    options=SampleOptions(loop=True, steps=steps, frames=frames)).frames
+    return loop_measure(clip)
+
+
+def loop_measure(clip: np.ndarray) -> dict:
+    steps, pixels = largest_steps(np.concatenate([clip, clip[:1]]))  # the last pair is the seam
+    inner, inner_px = np.nanmax(steps[:-1]) if np.isfinite(steps[:-1]).any() else np.nan, pixels[:-1].max()
+    return {
+        "wrap": float(steps[-1]), "inner": float(inner), "wrap_px": float(pixels[-1]), "inner_px": float(inner_px),
+        "not_one_object": int(np.isnan(track(clip)[:, 0]).sum()),
+        "seamless": bool(steps[-1] <= inner and pixels[-1] <= inner_px),
+    }
+
+
+def rendered(motion: str, seed: int, colour: str = "yellow", shape: str = "square", background: str = "gray",
+             *, length: int = 16) -> tuple[str, np.ndarray]:
+    """(caption, uint8 (length, 32, 32, 3)): a rendered clip of the world, drawn from `seed`, its
+    path over `length` frames (32: a translation half as fast, so its first half leaves room)."""
+    spec = draw_spec(random.Random(seed), colour, shape, motion, background)
+    clip = (render(spec, length, 32).permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
+    return caption(spec), clip
+
+
+def extend_row(model, prompt: str, given: np.ndarray, seed: int, *, frames: int = 16, backward: bool = False,
+               steps: int | None = None) -> dict:
+    """`lumiere extend` on `given`: whether the input comes back unchanged, the object's step across
+    the join against the largest step inside the input and inside the new frames, and the motion
+    the detector reads in the new frames."""
+    out = generate(model, prompt, task="extend", inputs=Inputs(video=given, backward=backward), seed=seed,
+                   options=SampleOptions(frames=frames, steps=steps)).frames
+    n = len(given)
+    kept, new = (out[:n], out[n:]) if not backward else (out[frames:], out[:frames])
+    steps_, _ = largest_steps(out)
+    join = n - 1 if not backward else frames - 1  # the pair (join, join + 1) straddles old and new
+    new_steps = steps_[n:] if not backward else steps_[:frames - 1]
+    return {
+        "unchanged": bool(np.array_equal(kept, given)),
+        "join": float(steps_[join]),
+        "input_max": float(np.nanmax(largest_steps(given)[0])),
+        "new_max": float(np.nanmax(new_steps)) if np.isfinite(new_steps).any() else float("nan"),
+        "not_one_object": int(np.isnan(track(out)[:, 0]).sum()),
+        "motion": detect(new[:16]).motion,
+    }
+
+
+def keyframes_row(model, prompt: str, ref: np.ndarray, seed: int, *, steps: int | None = None) -> dict:
+    """i2v with the first and the last frame of `ref` given: whether both come back exactly, and
+    how the clip moves between them (backward jumps against the reference's direction, the largest
+    step, where the object ends up against the reference's last frame, the motion read)."""
+    out = generate(model, prompt, task="i2v", inputs=Inputs(image=ref[0], keyframes={len(ref) - 1: ref[-1]}),
+                   seed=seed, options=SampleOptions(steps=steps)).frames
+    pos, goal = track(out), track(ref)
+    direction = np.sign(goal[-1] - goal[0])  # (x, y) signs of the reference's travel
+    along = np.diff(pos, axis=0) * direction
+    axis = int(np.argmax(np.abs(goal[-1] - goal[0])))
+    return {
+        "exact": bool(np.array_equal(out[0], ref[0]) and np.array_equal(out[-1], ref[-1])),
+        "backward_jumps": int(np.nansum(along[:, axis] < -BACKWARD)),
+        "max_step": float(np.nanmax(np.abs(np.diff(pos, axis=0)))),
+        "not_one_object": int(np.isnan(pos[:, 0]).sum()),
+        "motion": detect(out).motion,
+    }
+
+
+def schedule_row(model, first: str, then: str, at: int, seed: int, *, frames: int = 32,
+                 steps: int | None = None) -> dict:
+    """A prompt schedule: `first` from frame 0, `then` from frame `at`. What the detector reads on
+    the frames before and after the change, and the object's step at the change against the
+    largest step elsewhere."""
+    out = generate(model, first, seed=seed, options=SampleOptions(frames=frames, steps=steps),
+                   schedule=[(at, then)]).frames
+    steps_, _ = largest_steps(out)
+    before, after = detect(out[max(0, at - 16):at]), detect(out[at:at + 16])
+    others = np.delete(steps_, at - 1)
+    return {
+        "before": (before.colour, before.shape, before.motion),
+        "after": (after.colour, after.shape, after.motion),
+        "change_step": float(steps_[at - 1]),
+        "other_max": float(np.nanmax(others)) if np.isfinite(others).any() else float("nan"),
+        "not_one_object": int(np.isnan(track(out)[:, 0]).sum()),
     }

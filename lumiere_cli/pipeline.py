@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -105,9 +106,9 @@ def generate(
         # 1. the whole clip at the trained length: where the object is at each moment
         coarse_progress = lambda phase, done, total, **m: progress("coarse" if phase == "denoise" else phase, done, total, **m)  # noqa: E731
         squeeze = {round(p * (cfg.frames - 1) / (frames - 1)): f for p, f in inputs.keyframes.items()}
-        coarse = _generate_once(model, prompt, task, replace(inputs, keyframes=squeeze),
-                                replace(options, frames=cfg.frames), seed, device, coarse_progress, None, None,
-                                preview_every)
+        once = _loop if options.loop else partial(_generate_once, schedule=None)
+        coarse = once(model, prompt, task, replace(inputs, keyframes=squeeze), replace(options, frames=cfg.frames),
+                      seed, device, coarse_progress, preview=None, preview_every=preview_every)
         # 2. the full clip with those frames known, spread over it, and the user's own keyframes
         positions = keyframe_positions(frames, cfg.frames, loop=options.loop)
         keyframes = {p: coarse.frames[i] for i, p in enumerate(positions)} | inputs.keyframes
@@ -119,7 +120,39 @@ def generate(
         timings = {**fine.timings, "coarse_s": coarse.timings["total_s"],
                    "total_s": fine.timings["total_s"] + coarse.timings["total_s"]}
         return replace(fine, timings=timings)
+    if options.loop and task in LOOP_TASKS and not schedule and frames <= (options.window or cfg.frames):
+        return _loop(model, prompt, task, inputs, options, seed, device, progress, preview, preview_every)
     return _generate_once(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
+
+
+# Tasks whose loops of one window's length are made in two passes (`_loop`); longer loops are made
+# coarse to fine from one, and a loop with a prompt schedule by windows around the circle alone.
+LOOP_TASKS = ("t2v", "i2v", "cinemagraph")
+# The share of a loop's first pass kept, around its middle, when the seam is made.
+LOOP_KEPT = 0.375
+
+
+def _loop(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress, preview,
+          preview_every) -> GenerateResult:
+    """A loop of one window's length, in two passes: the clip, then its seam. The middle
+    `LOOP_KEPT` of the clip is kept; one window starting half-way round the circle (the clip rolled
+    by half, its last frame next to its first in the window's middle) regenerates the rest, so the
+    end leads into the start as any frame leads into the next. Windows averaged around the circle
+    in one pass instead disagree about where the motion starts (README, Time)."""
+    frames = options.frames or model.config.frames
+    draft_progress = lambda phase, done, total, **m: progress("draft" if phase == "denoise" else phase, done, total, **m)  # noqa: E731
+    # 1. the clip, as if it were not a loop
+    draft = _generate_once(model, prompt, task, inputs, replace(options, loop=False), seed, device, draft_progress,
+                           None, None, preview_every)
+    # 2. its middle known (the user's own keyframes win), the seam made in the middle of one window
+    cut = round(frames * (1 - LOOP_KEPT) / 2)
+    kept = {i: draft.frames[i] for i in range(cut, frames - cut)}
+    inputs = replace(inputs, keyframes=kept | inputs.keyframes)
+    seam = _generate_once(model, prompt, task, inputs, options, seed, device, progress, None, preview, preview_every,
+                          loop_starts=(frames // 2,))
+    timings = {**seam.timings, "draft_s": draft.timings["total_s"],
+               "total_s": seam.timings["total_s"] + draft.timings["total_s"]}
+    return replace(seam, timings=timings)
 
 
 # How much of the schedule the fine pass of a long clip runs from the stretched coarse clip: enough
@@ -149,36 +182,44 @@ def keyframe_positions(frames: int, coarse: int, *, loop: bool = False) -> list[
 
 
 def _extend(model, prompt, inputs: Inputs, options: SampleOptions, seed, device, progress, preview, preview_every):
-    """The input's last frames as keyframes of a clip that goes on for `options.frames` frames."""
+    """`options.frames` new frames after the given video (before it, `inputs.backward`), made in
+    passes of the model's own length: each keeps up to half of it known from the frames already
+    there and makes the rest, so every window sees what it continues (one long clip of windows
+    would let the windows without known frames start the motion again)."""
     cfg = model.config
-    video = inputs.video
-    if video is None:
+    if inputs.video is None:
         raise UsageError("extend needs --video")
-    new = options.frames or cfg.frames
+    remaining = options.frames or cfg.frames
     m = cfg.unet.frame_multiple
-    # Context: up to half the model's length of the input, as many frames as make the whole a valid count.
-    context = min(len(video), cfg.frames // 2)
-    while context > 1 and (context + new) % m:
-        context -= 1
-    if (context + new) % m:
-        raise UsageError(f"extend: {new} new frames cannot join the input (make --frames a multiple of {m})")
-    total = context + new
-    given = video[-context:] if not inputs.backward else video[:context]
-    offset = 0 if not inputs.backward else new
-    keyframes = {offset + i: f for i, f in enumerate(given)}
-    result = _generate_once(model, prompt, "t2v", Inputs(keyframes=keyframes), replace(options, frames=total), seed,
-                            device, progress, None, preview, preview_every)
-    made = result.frames
-    frames = (np.concatenate([video[:-context], made]) if not inputs.backward
-              else np.concatenate([made, video[context:]]))
-    return replace(result, frames=frames)
+    clip, made, result, spent = inputs.video, 0, None, 0.0
+    while remaining:
+        # 1. this pass: as many new frames as fit beside up to half a window of context
+        new = min(remaining, cfg.frames - min(len(clip), cfg.frames // 2))
+        context = min(len(clip), cfg.frames - new)
+        while context > 1 and (context + new) % m:
+            context -= 1
+        if (context + new) % m:
+            raise UsageError(f"extend: {new} new frames cannot join the input (make --frames a multiple of {m})")
+        # 2. the context known at the window's start (its end, backward), the new frames generated
+        given = clip[-context:] if not inputs.backward else clip[:context]
+        offset = 0 if not inputs.backward else new
+        keyframes = {offset + i: f for i, f in enumerate(given)}
+        result = _generate_once(model, prompt, "t2v", Inputs(keyframes=keyframes),
+                                replace(options, frames=context + new), seed + made, device, progress, None,
+                                preview, preview_every)
+        fresh = result.frames[context:] if not inputs.backward else result.frames[:new]
+        clip = np.concatenate([clip, fresh]) if not inputs.backward else np.concatenate([fresh, clip])
+        made, remaining, spent = made + new, remaining - new, spent + result.timings["total_s"]
+    return replace(result, frames=clip, seed=seed, timings={**result.timings, "total_s": spent})
 
 
 def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress,
                    schedule: Schedule | None, preview: Preview | None, preview_every: int,
-                   start: tuple[np.ndarray, float] | None = None) -> GenerateResult:
+                   start: tuple[np.ndarray, float] | None = None,
+                   loop_starts: tuple[int, ...] | None = None) -> GenerateResult:
     """One sampling run. start = (clip, strength): begin from `clip` noised to `strength` of the
-    schedule instead of from pure noise (SDEdit; edit's own input)."""
+    schedule instead of from pure noise (SDEdit; edit's own input). loop_starts: a loop's windows'
+    first frames (None: spread evenly round the circle)."""
     t_start = time.perf_counter()
     cfg = model.config
 
@@ -223,7 +264,7 @@ def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, 
     window_text = _window_text(schedule, texts) if len(texts) > 1 else None
     watch = _previewer(preview, preview_every, len(sigmas) - 1)
     x = _sample(model, x, sigmas, cond, uncond, options, [generator], progress, known=known is not None,
-                device=device, window_text=window_text, preview=watch)
+                device=device, window_text=window_text, preview=watch, loop_starts=loop_starts)
     t_denoised = time.perf_counter()
 
     # 7. frames as uint8 (t, h, w, c); known pixels are the user's bytes, exactly
@@ -370,7 +411,7 @@ def _initial_noise(generators: list[torch.Generator], frames: int, size: int, de
 
 
 def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, known: bool = False,
-            device="cpu", window_text=None, preview=None) -> torch.Tensor:
+            device="cpu", window_text=None, preview=None, loop_starts=None) -> torch.Tensor:
     """Run the sampler over windows(cfg(paste(denoiser))): each wrapper has the denoiser's signature,
     and guidance and pasting work on whichever slice of time a window hands them."""
     cfg = model.config
@@ -383,7 +424,7 @@ def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, kn
     window = options.window or min(cfg.frames, frames)
     if window < frames or options.loop or window_text is not None:
         denoiser = TemporalWindows(denoiser, window, min(options.overlap, window - 1), loop=options.loop,
-                                   window_kwargs=window_text)
+                                   window_kwargs=window_text, starts=loop_starts)
     sampler = SAMPLERS[options.sampler]
     extra = {"eta": options.eta} if options.sampler == Sampler.ddim else {}
     steps = len(sigmas) - 1

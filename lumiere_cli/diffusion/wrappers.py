@@ -9,7 +9,7 @@ Axis legend: b batch, c channels, t frames, h height, w width, l text tokens.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from einops import rearrange
@@ -169,7 +169,10 @@ class TemporalWindows(nn.Module):
     window >= t is one plain call.
 
     loop: the timeline is a circle (`loop_starts`): windows run across the end into the start, so
-    the last frame is denoised as the neighbour of the first and the clip loops without a seam.
+    the last frame is denoised as the neighbour of the first.
+    starts: a loop's windows' first frames, instead of the evenly spread ones. A single window of
+    the clip's length starting half-way is the clip rolled by half: its end meets its start in the
+    middle of the window (how `pipeline` regenerates a loop's seam).
     window_kwargs(frames) -> kwargs that replace the call's for the window holding those frames
     (a prompt per span of the clip); the averaging blends neighbouring windows' prompts.
     """
@@ -183,6 +186,7 @@ class TemporalWindows(nn.Module):
         *,
         loop: bool = False,
         window_kwargs: Callable[[torch.Tensor], dict[str, Any]] | None = None,
+        starts: Sequence[int] | None = None,
     ):
         super().__init__()
         if window < 1:
@@ -195,11 +199,15 @@ class TemporalWindows(nn.Module):
         self.time_kwargs = tuple(time_kwargs)
         self.loop = loop
         self.window_kwargs = window_kwargs
+        if starts is not None and not loop:
+            raise ValueError("window starts are given for loops only")
+        self.starts = None if starts is None else tuple(starts)
 
     def windows(self, frames: int) -> list[torch.Tensor]:
         """The frame indices of each window, in order."""
         if self.loop:
-            return [torch.arange(s, s + self.window) % frames for s in loop_starts(frames, self.window, self.overlap)]
+            starts = self.starts if self.starts is not None else loop_starts(frames, self.window, self.overlap)
+            return [torch.arange(s, s + self.window) % frames for s in starts]
         if self.window >= frames:
             return [torch.arange(frames)]
         return [torch.arange(s, s + self.window) for s in window_starts(frames, self.window, self.overlap)]
@@ -209,7 +217,7 @@ class TemporalWindows(nn.Module):
             raise ValueError(f"TemporalWindows needs videos (b, c, t, h, w), got shape {tuple(x.shape)}")
         frames = x.shape[2]
         windows = self.windows(frames)
-        if len(windows) == 1 and self.window_kwargs is None:
+        if len(windows) == 1 and self.window_kwargs is None and torch.equal(windows[0], torch.arange(frames)):
             return self.model(x, sigma, **kwargs)
         total, count = None, x.new_zeros(frames)
         for idx in windows:
