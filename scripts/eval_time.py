@@ -5,9 +5,13 @@
   more than 0.03 frame widths against the caption's direction), the largest step against the
   largest a rendered trained-length clip takes, and whether every 16-frame chunk shows the asked
   colour and shape.
-- loop: the step from the last frame to the first against the largest step between neighbours.
-- extend: the step across the join against the largest step inside the input.
-- keyframes: frames given to i2v come back exactly.
+- loop: the step from the last frame to the first against the largest step between neighbours
+  (the object's, and the mean pixel change).
+- extend: whether the input comes back unchanged; the step across the join against the largest
+  step inside the input and inside the new frames; the motion the new frames show.
+- keyframes: whether the frames given to i2v come back exactly; backward jumps, the largest step
+  and the motion between them.
+- schedule: what the detector reads before and after a prompt change, and the step at the change.
 
     .venv/bin/python scripts/eval_time.py [--weights W] [--seeds 1,2,3] [--frames 48]
 """
@@ -15,17 +19,11 @@
 from __future__ import annotations
 
 import argparse
-import random
 
-import numpy as np
 
-from lumiere_cli.config import SampleOptions
-from lumiere_cli.eval_time import long_clip_row, render_max_step, track
-from lumiere_cli.pipeline import Inputs, generate
+from lumiere_cli.eval_time import (extend_row, keyframes_row, long_clip_row, loop_row, render_max_step, rendered,
+                                   schedule_row)
 from lumiere_cli.weights import load_model
-from lumiere_cli.world.detect import detect
-from lumiere_cli.world.render import draw_spec, render
-from lumiere_cli.world.vocab import caption
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -33,7 +31,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--motions", default="moving right,moving left,moving up,moving down")
-    ap.add_argument("--parts", default="long,loop,extend,keyframes")
+    ap.add_argument("--parts", default="long,loop,extend,keyframes,schedule")
     ap.add_argument("--modes", default="windows,coarse", help="long clips: independent windows, coarse to fine")
     args = ap.parse_args()
     parts = args.parts.split(",")
@@ -44,7 +42,7 @@ def main() -> None:
         long_clips(model, args.motions.split(","), seeds, args.frames, args.modes.split(","))
     if "loop" in parts:
         loops(model, seeds)
-    if "extend" in parts or "keyframes" in parts:
+    if {"extend", "keyframes", "schedule"} & set(parts):
         joins(model, seeds, parts)
 
 
@@ -63,54 +61,61 @@ def long_clips(model, motions: list[str], seeds: list[int], frames: int, modes: 
 
 
 def loops(model, seeds: list[int]) -> None:
-    print("\n## loops (16 frames)")
-    print("prompt | seed | last->first step | largest neighbour step")
-    print("---|---|---|---")
+    print("\n## loops (16 frames, played round)")
+    print("prompt | seed | last->first step | largest inner step | last->first pixels | largest inner pixels | "
+          "frames without one object | seamless")
+    print("---|---|---|---|---|---|---|---")
     for prompt in ("a red circle bouncing on a black background", "a blue square moving right on a white background"):
         for seed in seeds:
-            clip = generate(model, prompt, seed=seed, options=SampleOptions(loop=True)).frames
-            pos = track(clip)
-            inner = np.nanmax(np.abs(np.diff(pos, axis=0)))
-            wrap = np.nanmax(np.abs(pos[0] - pos[-1]))
-            print(f"{prompt} | {seed} | {wrap:.3f} | {inner:.3f}", flush=True)
+            r = loop_row(model, prompt, seed)
+            print(f"{prompt} | {seed} | {r['wrap']:.3f} | {r['inner']:.3f} | {r['wrap_px']:.1f} | {r['inner_px']:.1f} | "
+                  f"{r['not_one_object']} | {r['seamless']}", flush=True)
 
 
 def joins(model, seeds: list[int], parts: list[str]) -> None:
-    rng = random.Random(0)
     if "extend" in parts:
-        extends(model, seeds, rng)
+        extends(model, seeds)
     if "keyframes" in parts:
-        keyframes(model, seeds, rng)
+        keyframes(model, seeds)
+    if "schedule" in parts:
+        schedules(model, seeds)
 
 
-def extends(model, seeds: list[int], rng) -> None:
-    print("\n## extend (16 new frames after a 16-frame clip)")
-    print("seed | step across the join | largest step in the input | input unchanged | motion of the new frames")
-    print("---|---|---|---|---")
+def extends(model, seeds: list[int]) -> None:
+    print("\n## extend (16 new frames beside the first or last half of a rendered 'moving right', 16 frames)")
+    print("direction | seed | input unchanged | step across the join | largest step in the input | "
+          "largest step in the new frames | frames without one object | motion of the new frames")
+    print("---|---|---|---|---|---|---|---")
     for seed in seeds:
-        spec = draw_spec(rng, "yellow", "square", "moving right", "gray")
-        given = (render(spec, 16, 32).permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
-        out = generate(model, caption(spec), task="extend", inputs=Inputs(video=given), seed=seed,
-                       options=SampleOptions(frames=16)).frames
-        pos = track(out)
-        join = np.nanmax(np.abs(pos[16] - pos[15]))
-        inner = np.nanmax(np.abs(np.diff(track(given), axis=0)))
-        print(f"{seed} | {join:.3f} | {inner:.3f} | {np.array_equal(out[:16], given)} | {detect(out[16:]).motion}",
-              flush=True)
+        prompt, full = rendered("moving right", seed, length=32)
+        for backward in (False, True):
+            r = extend_row(model, prompt, full[16:] if backward else full[:16], seed, backward=backward)
+            print(f"{'backward' if backward else 'forward'} | {seed} | {r['unchanged']} | {r['join']:.3f} | "
+                  f"{r['input_max']:.3f} | {r['new_max']:.3f} | {r['not_one_object']} | {r['motion']}", flush=True)
 
 
-def keyframes(model, seeds: list[int], rng) -> None:
-    print("\n## keyframes (i2v, first and last frame given)")
-    print("seed | frames given come back exactly | detector on the clip")
-    print("---|---|---")
+def keyframes(model, seeds: list[int]) -> None:
+    print("\n## keyframes (i2v, the first and last frame of a rendered 'a red triangle moving right' given)")
+    print("seed | given frames back exactly | backward jumps | largest step (render max) | "
+          "frames without one object | motion read")
+    print("---|---|---|---|---|---")
+    limit = render_max_step("moving right")
     for seed in seeds:
-        spec = draw_spec(rng, "red", "triangle", "moving right", "black")
-        ref = (render(spec, 16, 32).permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
-        out = generate(model, caption(spec), task="i2v", inputs=Inputs(image=ref[0], keyframes={15: ref[15]}),
-                       seed=seed).frames
-        d = detect(out)
-        print(f"{seed} | {np.array_equal(out[0], ref[0]) and np.array_equal(out[15], ref[15])} | "
-              f"{d.colour} {d.shape} {d.motion}", flush=True)
+        prompt, ref = rendered("moving right", seed, "red", "triangle", "black")
+        r = keyframes_row(model, prompt, ref, seed)
+        print(f"{seed} | {r['exact']} | {r['backward_jumps']} | {r['max_step']:.3f} ({limit:.3f}) | "
+              f"{r['not_one_object']} | {r['motion']}", flush=True)
+
+
+def schedules(model, seeds: list[int]) -> None:
+    print("\n## prompt schedules (32 frames: 'a red circle moving right', 'a blue circle moving right' from 16)")
+    print("seed | read on 0-15 | read on 16-31 | step at the change | largest step elsewhere | frames without one object")
+    print("---|---|---|---|---|---")
+    for seed in seeds:
+        r = schedule_row(model, "a red circle moving right on a black background",
+                         "a blue circle moving right on a black background", 16, seed)
+        print(f"{seed} | {' '.join(map(str, r['before']))} | {' '.join(map(str, r['after']))} | "
+              f"{r['change_step']:.3f} | {r['other_max']:.3f} | {r['not_one_object']}", flush=True)
 
 
 if __name__ == "__main__":

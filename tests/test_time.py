@@ -212,3 +212,13 @@ def test_a_prompt_schedule_on_the_shipped_model_changes_at_its_frame(shipped):
     row = schedule_row(shipped, "a red circle moving right on a black background",
                        "a blue circle moving right on a black background", 16, 1, steps=FEW)
     assert row["before"][:2] == ("red", "circle") and row["after"][:2] == ("blue", "circle"), row
+
+
+@pytest.mark.xfail(strict=True, reason="measured: frames around the change show no single object (2-3 of 32, seeds "
+                   "1-2, 25 steps): the windows straddling it blend the two prompts' objects; README, Time")
+def test_a_prompt_schedule_on_the_shipped_model_is_continuous_at_the_change(shipped):
+    from lumiere_cli.eval_time import schedule_row
+
+    row = schedule_row(shipped, "a red circle moving right on a black background",
+                       "a blue circle moving right on a black background", 16, 1, steps=FEW)
+    assert row["not_one_object"] == 0 and row["change_step"] <= row["other_max"], row
