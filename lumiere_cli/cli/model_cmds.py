@@ -248,6 +248,9 @@ def eval_(
     schedule_shift: o.ScheduleShift = None,
     sampler: o.SamplerOpt = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Also write the report as JSON here.", show_default=False)] = None,
+    report_dir: Annotated[Optional[Path], typer.Option("--report", help="Also write a contact sheet per split and an HTML "
+                                                       "page playing every clip into this folder.",
+                                                       show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="Clips per sampler run (faster; the clips do not change).")] = 8,
     weights: o.Weights = None,
     device: o.DeviceOpt = o.Device.auto,
@@ -257,11 +260,14 @@ def eval_(
     ssr_steps: SsrSteps = None,
     ssr_noise: SsrNoise = None,
 ) -> None:
-    """Evaluate the model on held-in and held-out prompts; prints a table. With super-resolution
-    weights beside the base, the same clips enlarged by the cascade are scored too, side by side
-    (the JSON's "cascade" holds their report).
+    """Evaluate the model on held-in and held-out prompts; prints a table. Clips are read strictly:
+    an attribute counts only inside the range that renders of it occupy (a shape no render looks
+    like is "none"); beside the rates, silhouette IoU, residual, grain, colour spread and shape
+    stability against the best-fitting render, and the old matched filter's all-correct rate.
+    With super-resolution weights beside the base, the same clips enlarged by the cascade are
+    scored too, side by side (the JSON's "cascade" holds their report).
 
-    Example: [bold]lumiere eval --n 16 --json-out eval.json[/]
+    Example: [bold]lumiere eval --n 16 --json-out eval.json --report eval-report[/]
     """
     from lumiere_cli import eval as eval_mod
     from lumiere_cli.config import SampleOptions
@@ -269,6 +275,13 @@ def eval_(
     from lumiere_cli.weights import load_model
 
     ui = UI(quiet=quiet)
+    if report_dir is not None:
+        from lumiere_cli.cascade.header import ssr_beside
+
+        if report_dir.exists() and not report_dir.is_dir():
+            raise UsageError(f"--report {report_dir} is a file; name a folder")
+        if not base_only and ssr_beside(weights) is not None:
+            raise UsageError("--report draws the base model's clips: add --base-only (an SSR ships beside the weights)")
     device_name = resolve_device(device.value)
     model = load_model(weights, device=device_name)
     defaults = SampleOptions()
@@ -292,7 +305,7 @@ def eval_(
         ssr = None if base_only else load_beside(weights, device=device_name)
         if ssr is None:
             report = eval_mod.evaluate(model, n=n, seed=seed, options=opts, progress=progress,
-                                       device=device_name, batch_size=batch_size)
+                                       device=device_name, batch_size=batch_size, keep_clips=report_dir is not None)
             cascade = None
         else:
             from lumiere_cli.cascade.evaluate import evaluate_cascade
@@ -301,6 +314,11 @@ def eval_(
             report, cascade = evaluate_cascade(model, ssr, n=n, seed=seed, options=opts, progress=progress,
                                                ssr_options=SSROptions(steps=ssr_steps, noise=ssr_noise),
                                                device=device_name, batch_size=batch_size)
+        if report_dir is not None:
+            from lumiere_cli.eval_report import write_report
+
+            page = write_report(report, report_dir)[0]
+            ui.log(f"report: {page}")
     data = report.to_dict()
     if cascade is not None:
         data["cascade"] = cascade.to_dict()
@@ -314,19 +332,23 @@ def eval_(
     from rich.console import Console
     from rich.table import Table
 
-    caption = report.grain_line()
+    caption = report.caption()
     if cascade is not None:
         size = ssr.config.out_size
-        caption = (f"base {model.config.size}px: {caption}; cascade {size}px: {cascade.grain_line()}\nedge width "
+        caption = (f"base {model.config.size}px: {report.grain_line()}; cascade {size}px: {cascade.grain_line()}\nedge width "
                    "(px at each stage's size; renders ~1): " + ", ".join(
                        f"{name} {report.splits[name]['edge_width']:.2f} -> {cascade.splits[name]['edge_width']:.2f}"
                        for name in report.splits))
-    table = Table(title="lumiere eval", caption=caption)
-    for col in eval_mod.COLUMNS:
-        table.add_column(col)
-    for row in report.rows():
-        table.add_row(*(str(v) for v in row))
+    rows = [row for row in report.rows()]
     if cascade is not None:
-        for row in cascade.rows():
-            table.add_row(f"{row[0]}, cascade {ssr.config.out_size}px", *(str(v) for v in row[1:]))
-    Console(highlight=False).print(table)
+        rows += [(f"{row[0]}, cascade {ssr.config.out_size}px", *row[1:]) for row in cascade.rows()]
+    console = Console(highlight=False)
+    for title, columns, note in (("lumiere eval (strict)", eval_mod.RATE_COLUMNS, None),
+                                 ("against the best-fitting render", eval_mod.MEASURE_COLUMNS, caption)):
+        table = Table(title=title, caption=note)
+        picked = [eval_mod.COLUMNS.index(c) for c in columns]
+        for col in columns:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*(str(row[i]) for i in picked))
+        console.print(table)
