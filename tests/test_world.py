@@ -16,6 +16,7 @@ from lumiere_cli.world.render import (
     ClipSpec,
     render,
     draw_like,
+    draw_spec,
     render_batch,
     reversal_pairs,
     reversed_spec,
@@ -271,3 +272,30 @@ def test_sample_batch_keeps_only_the_asked_motions():
     assert len(reversal_pairs(drawn)) > 0  # a translation's reversal is a translation, still allowed
     with pytest.raises(ValueError, match="wobbling"):
         sample_batch(4, 4, 16, torch.Generator().manual_seed(3), motions=("wobbling",))
+
+
+def test_fit_recovers_a_render_and_its_path():
+    # world.fit draws with the renderer's own coverage, so a render is fitted where it was drawn.
+    from lumiere_cli.world import fit, strict
+
+    rng = random.Random(21)
+    for i, motion in enumerate(MOTIONS):
+        spec = draw_spec(rng, "red", SHAPES[i % 3], motion, "white")
+        clip = (render(spec, 16, 32).permute(1, 2, 3, 0) * 255).round().to(torch.uint8).numpy()
+        cx, cy, size = (v[0].numpy() for v in trajectories([spec], 16))
+        reading = strict.read_clip(clip)
+        track = np.array(reading.track)
+        assert np.abs(track[:, 0] - cx).max() < 0.01 and np.abs(track[:, 1] - cy).max() < 0.01
+        assert np.abs(track[:, 2] / size - 1).max() < 0.04
+        assert reading.motion_fit is not None and reading.motion_fit.motion == spec.motion
+        if spec.motion == "bouncing":
+            p = reading.motion_fit.params
+            assert abs(p["impact"] - spec.impact) <= 0.011 and abs(p["restitution"] - spec.restitution) <= 0.03
+        if spec.motion.startswith("moving"):
+            assert abs(reading.motion_fit.params["travel"] - spec.travel) < 0.01
+    # IoU is symmetric, 1 on itself, and 0 apart.
+    a = fit.render_coverage("circle", 10.0, 10.0, 4.0, 32, 32)
+    b = fit.render_coverage("circle", 24.0, 24.0, 4.0, 32, 32)
+    assert fit.silhouette_iou(a, a) == 1.0 and fit.silhouette_iou(a, b) == 0.0
+    sq = fit.render_coverage("square", 10.0, 10.0, 4.0, 32, 32)
+    assert fit.silhouette_iou(a, sq) == fit.silhouette_iou(sq, a) < 0.9
