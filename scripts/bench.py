@@ -1,0 +1,344 @@
+"""What `lumiere t2v` costs on this machine, phase by phase (short, noisy measurements: say the load).
+
+    .venv/bin/python scripts/bench.py [--json] [--threads N] [--only startup,step,...] [--quality-n 16]
+
+- startup: a t2v in a fresh process, its wall time against the sidecar's generate_s (start-up is the
+  rest), and what its imports cost (python -X importtime, a second run);
+- step: one guided sampling step (batch 2, the model's frames and size) in this process: its time,
+  its FLOPs (torch's flop counter) and GFLOP/s against an fp32 2048x2048 matmul measured in the same
+  run at the same thread count;
+- quality: `lumiere eval --n N --base-only` at several (sampler, steps), fresh processes;
+- batch: N prompts as N separate t2v processes against one `--prompts FILE` run (clips/s);
+- memory: peak RSS of a t2v process at 16, 64 and 256 frames (long clips use temporal windows);
+- diffusers: diffusers' UNet3DConditionModel at about the STUNet's parameter count, one forward of
+  the same guided batch, when diffusers can be imported (it is not a dependency of this project).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout
+
+PROMPT = "a blue square moving up on a gray background"
+PROMPTS = [
+    "a red circle moving left on a black background",
+    "a blue square moving up on a gray background",
+    "a green triangle moving right on a white background",
+    "a yellow circle growing on a black background",
+    "a purple square moving down on a white background",
+    "a orange triangle shrinking on a gray background",
+    "a red square bouncing on a black background",
+    "a blue circle moving right on a white background",
+]
+# (sampler, steps, schedule shift or None for the model's): the model's default first.
+QUALITY = (("ddim", 25, None), ("ddim", 10, None), ("ddim", 10, 4.0), ("dpmpp-2m", 10, None))
+SECTIONS = ("startup", "step", "quality", "batch", "memory", "diffusers")
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "load_average": [round(v, 2) for v in os.getloadavg()], "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def lumiere(*args: str, threads: int | None = None, importtime: bool = False) -> tuple[float, str, str]:
+    """Run `lumiere ARGS` in a fresh process: (wall seconds, stdout, stderr)."""
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "lumiere_cli", *args]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, env=env, cwd=ROOT, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+    return wall, proc.stdout, proc.stderr
+
+
+def peak_rss_of(*args: str, threads: int | None = None) -> tuple[float, int]:
+    """(wall seconds, peak RSS in MiB) of `lumiere ARGS` in a fresh process, from wait4's rusage."""
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "lumiere_cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])} failed ({proc.returncode}): {err.strip().splitlines()[-1:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def _records(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def _imports(stderr: str) -> dict[str, float]:
+    """Seconds per top-level package from `python -X importtime` (cumulative, first import)."""
+    totals: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        if not cumulative.isdigit() or name.startswith(" ") or "." in name.strip():
+            continue
+        name = name.strip()
+        totals[name] = totals.get(name, 0.0) + int(cumulative) / 1e6
+    top = sorted(totals.items(), key=lambda kv: -kv[1])[:8]
+    return {k: round(v, 3) for k, v in top}
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def startup(args) -> dict:
+    out_dir = Path(tempfile.mkdtemp(prefix="lumiere-bench-"))
+    runs = []
+    for _ in range(args.repeats):
+        wall, out, _ = lumiere("t2v", PROMPT, "--seed", "0", "--json", "--base-only", "--overwrite",
+                                  "-o", str(out_dir / "clip.mp4"), threads=args.threads)
+        timings = _records(out)[0]["timings"]
+        runs.append({"wall_s": wall, "generate_s": timings["generate_s"], "startup_s": wall - timings["generate_s"],
+                     "timings": timings})
+    _, _, err = lumiere("t2v", PROMPT, "--seed", "0", "--json", "--base-only", "--overwrite", "-o",
+                           str(out_dir / "clip.mp4"), threads=args.threads, importtime=True)
+    best = min(runs, key=lambda r: r["startup_s"])
+    return {"runs": len(runs), "wall_s": round(best["wall_s"], 3), "generate_s": round(best["generate_s"], 3),
+            "startup_s": round(best["startup_s"], 3),
+            "startup_median_s": round(statistics.median(r["startup_s"] for r in runs), 3),
+            "timings": best["timings"], "imports_s": _imports(err), "target_startup_s": 2.5}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of `repeats` fp32 n x n matmuls."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def _guided_step(model, batch: int = 1):
+    """A function running one guided step of `batch` clips as sampling runs it, and its inputs."""
+    import torch
+
+    from lumiere_cli.diffusion.wrappers import CFGDenoiser
+    from lumiere_cli.pipeline import text_kwargs
+
+    cfg = model.config
+    with torch.inference_mode():
+        cond = text_kwargs(model, [PROMPT] * batch, "cpu")
+        uncond = text_kwargs(model, [""], "cpu")
+    denoiser = CFGDenoiser(model.denoiser, 3.0, uncond)
+    x = torch.randn(batch, 3, cfg.frames, cfg.size, cfg.size) * 10
+    sigma = torch.full((batch,), 10.0)
+
+    def step():
+        with torch.inference_mode():
+            return denoiser(x, sigma, **cond)
+
+    return step
+
+
+def _time(fn, *, warmup: int = 2, repeats: int = 10) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times)
+
+
+def _flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def step(args) -> dict:
+    import torch
+
+    from lumiere_cli.weights import load_model
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    model = load_model(None)
+    run = _guided_step(model)
+    flops = _flops(run)
+    best, median = _time(run, repeats=args.step_repeats)
+    peak = matmul_peak()
+    batches = {}
+    for b in (4,):  # several requests through one network call: what --prompts could batch
+        big = _guided_step(model, b)
+        b_best, _ = _time(big, warmup=1, repeats=max(3, args.step_repeats // 3))
+        batches[f"clips_{b}"] = {"step_ms": round(1000 * b_best, 1), "per_clip_ms": round(1000 * b_best / b, 1)}
+    return {"threads": torch.get_num_threads(), "batch": "2 (guided: prompt and negative)",
+            "clip": f"{model.config.frames}x{model.config.size}x{model.config.size}",
+            "params_unet_M": round(sum(p.numel() for p in model.unet.parameters()) / 1e6, 2),
+            "gflop": round(flops / 1e9, 3), "step_ms": round(1000 * best, 1), "step_median_ms": round(1000 * median, 1),
+            "gflops": round(flops / best / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
+            "peak_fraction": round(flops / best / 1e9 / peak, 3), "target_fraction": 0.65, "batched": batches}
+
+
+def quality(args) -> dict:
+    rows = []
+    for sampler, steps, shift in QUALITY:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "eval.json"
+            shifted = ["--schedule-shift", str(shift)] if shift is not None else []
+            wall, _, _ = lumiere("eval", "--n", str(args.quality_n), "--sampler", sampler, "--steps", str(steps),
+                                 *shifted, "--base-only", "--json-out", str(out), "-q", threads=args.threads)
+            report = json.loads(out.read_text())
+        rows.append({"sampler": sampler, "steps": steps, "shift": report.get("options", {}).get("schedule_shift", shift),
+                     "wall_s": round(wall, 1), **_eval_figures(report)})
+    return {"n": args.quality_n, "rows": rows}
+
+
+def _eval_figures(report: dict) -> dict:
+    """all-correct ("all"), motion, background and consistency per split, and grain when the eval
+    reports it."""
+    figures = {}
+    for split, row in report.get("splits", {}).items():
+        for key in ("all", "motion", "background", "consistent", "grain"):
+            if key in row:
+                figures[f"{split}_{key}"] = row[key]
+    return figures
+
+
+def batch(args) -> dict:
+    n = args.batch_n
+    prompts = (PROMPTS * (n // len(PROMPTS) + 1))[:n]
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        for k, prompt in enumerate(prompts):
+            lumiere("t2v", prompt, "--seed", str(k), "--base-only", "-q", "--out-dir", f"{tmp}/alone",
+                    threads=args.threads)
+        alone = time.perf_counter() - start
+        listing = Path(tmp) / "prompts.txt"
+        listing.write_text("\n".join(prompts) + "\n")
+        wall, _, _ = lumiere("t2v", "--prompts", str(listing), "--seed", "0", "--base-only", "-q",
+                                "--out-dir", f"{tmp}/batch", threads=args.threads)
+    return {"prompts": n, "separate_s": round(alone, 2), "one_run_s": round(wall, 2),
+            "separate_clips_per_s": round(n / alone, 3), "one_run_clips_per_s": round(n / wall, 3),
+            "speedup": round(alone / wall, 2), "target_speedup": 2.0}
+
+
+def memory(args) -> dict:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for frames in args.frames:
+            wall, rss = peak_rss_of("t2v", PROMPT, "--frames", str(frames), "--steps", str(args.memory_steps),
+                                    "--seed", "0", "--base-only", "-q", "--out-dir", tmp, threads=args.threads)
+            rows.append({"frames": frames, "peak_rss_mib": round(rss, 1), "wall_s": round(wall, 1)})
+    if len(rows) > 1:
+        # MiB per extra frame between neighbouring counts: flat when growth is linear.
+        for a, b in zip(rows, rows[1:]):
+            b["mib_per_frame_since_previous"] = round((b["peak_rss_mib"] - a["peak_rss_mib"]) / (b["frames"] - a["frames"]), 3)
+    return {"steps": args.memory_steps, "rows": rows}
+
+
+def diffusers_step(args) -> dict:
+    try:
+        from diffusers import UNet3DConditionModel
+    except ImportError:
+        return {"skipped": "diffusers is not installed (optional; not a dependency of lumiere-cli)"}
+    import torch
+
+    from lumiere_cli.weights import load_model
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    model = load_model(None)
+    u = model.config.unet
+    target = sum(p.numel() for p in model.unet.parameters())
+    side = model.config.size // u.patch
+
+    def build(width: int) -> torch.nn.Module:
+        # The STUNet's layout: levels of width, 2x, 4x, attention below the first level, the
+        # same pixel-unshuffled input, text width and heads.
+        return UNet3DConditionModel(
+            sample_size=side, in_channels=u.in_channels * u.patch**2, out_channels=u.out_channels * u.patch**2,
+            down_block_types=("DownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),
+            up_block_types=("CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D"),
+            block_out_channels=(width, 2 * width, 4 * width), layers_per_block=u.res_blocks,
+            cross_attention_dim=u.context_dim, attention_head_dim=8, norm_num_groups=8,
+        ).eval()
+
+    width = min(range(8, 129, 8), key=lambda w: abs(sum(p.numel() for p in build(w).parameters()) - target))
+    net = build(width)
+    params = sum(p.numel() for p in net.parameters())
+    x = torch.randn(2, u.in_channels * u.patch**2, model.config.frames, side, side)
+    context = torch.randn(2, model.config.text.context_length, u.context_dim)
+    t = torch.tensor([500, 500])
+
+    def run():
+        with torch.inference_mode():
+            return net(x, t, encoder_hidden_states=context).sample
+
+    flops = _flops(run)
+    best, _ = _time(run, repeats=args.step_repeats)
+    return {"width": width, "params_M": round(params / 1e6, 2), "stunet_params_M": round(target / 1e6, 2),
+            "input": list(x.shape), "gflop": round(flops / 1e9, 3), "step_ms": round(1000 * best, 1),
+            "gflops": round(flops / best / 1e9, 1)}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh t2v processes for start-up")
+    parser.add_argument("--step-repeats", type=int, default=10)
+    parser.add_argument("--quality-n", type=int, default=16, help="clips per split for each eval row")
+    parser.add_argument("--batch-n", type=int, default=8, help="prompts for the batch comparison")
+    parser.add_argument("--frames", type=lambda s: [int(v) for v in s.split(",")], default=[16, 64, 256])
+    parser.add_argument("--memory-steps", type=int, default=2, help="steps of the memory runs (peak is per step)")
+    args = parser.parse_args()
+    wanted = [s for s in args.only.split(",") if s]
+    unknown = set(wanted) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+
+    functions = {"startup": startup, "step": step, "quality": quality, "batch": batch, "memory": memory,
+                 "diffusers": diffusers_step}
+    result = {"machine": machine()}
+    for name in wanted:
+        if not args.json:
+            print(f"[{name}] ...", file=sys.stderr, flush=True)
+        result[name] = functions[name](args)
+        if not args.json:
+            print(f"{name}: {json.dumps(result[name])}", flush=True)
+    result["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"machine: {json.dumps(result['machine'])}")
+
+
+if __name__ == "__main__":
+    main()
