@@ -19,8 +19,9 @@ colour and shape the clip's (none of them None).
 
 The measurements beside the verdicts (`StrictReading`): silhouette IoU per frame, the pixel
 residual against the fitted render, grain, the colour spread inside the object, shape
-stability. `CALIBRATION` holds what renders score on them; scripts/calibrate_strict.py measures
-it again, and tests/test_eval.py checks that renders pass.
+stability. scripts/calibrate_strict.py measures what renders score on every quantity (the
+comments by the bounds quote it), and tests/test_eval.py checks that renders pass and that
+pinched squares, tailed circles, textured colours and wobbling paths do not.
 """
 
 from __future__ import annotations
