@@ -35,7 +35,12 @@ def test_an_installed_wheel_generates_with_the_shipped_weights(tmp_path):
     assert info.returncode == 0, info.stderr
     weights = Path(json.loads(info.stdout)["weights"]["path"])
     assert weights.is_relative_to(site), weights  # the installed copy, not the checkout
-    r = lumiere("t2v", "a red circle moving left on a black background", "--steps", "2", "-o", "clip.gif",
-                "--device", "cpu")
+    ssr = Path(json.loads(info.stdout)["ssr"]["weights"]["path"])
+    assert ssr.is_relative_to(site), ssr  # the cascade's second stage travels with the wheel too
+    r = lumiere("t2v", "a red circle moving left on a black background", "--steps", "2", "--ssr-steps", "1",
+                "-o", "clip.gif", "--display-scale", "1", "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert (work / "clip.gif").stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(work / "clip.gif") as gif:
+        assert gif.size == (128, 128)  # the cascade's resolution, not the base's 32
