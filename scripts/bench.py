@@ -42,7 +42,7 @@ PROMPTS = [
     "a blue circle moving right on a white background",
 ]
 # (sampler, steps, schedule shift or None for the model's): the model's default first.
-QUALITY = (("ddim", 25, None), ("ddim", 10, None), ("ddim", 10, 4.0), ("dpmpp-2m", 10, None))
+QUALITY = (("ddim", 25, None), ("ddim", 10, None), ("ddim", 10, 3.0), ("dpmpp-2m", 10, None))
 SECTIONS = ("startup", "step", "quality", "batch", "memory", "diffusers")
 
 
