@@ -229,19 +229,30 @@ def evaluate(
     from .pipeline import resolve_options
 
     options = SampleOptions() if options is None else options
-    splits: dict[str, dict[str, Any]] = {}
-    samples: list[dict[str, Any]] = []
-    kept: dict[str, list[Any]] = {}
-    for name, specs in draw_specs(n, seed).items():
-        readings: list[tuple[StrictReading, Detection]] = []
-
+    specs = draw_specs(n, seed)
+    clips: dict[str, list[Any]] = {}
+    for name, split_specs in specs.items():
         def on_batch(done: int, name: str = name) -> None:
             if progress is not None:
                 progress(name, done, n)
 
-        clips = generate_clips(model, specs, seed=seed, options=options, device=device, batch_size=batch_size,
-                               on_batch=on_batch)
-        for k, (spec, clip) in enumerate(zip(specs, clips)):
+        clips[name] = generate_clips(model, split_specs, seed=seed, options=options, device=device,
+                                     batch_size=batch_size, on_batch=on_batch)
+    opts = asdict(resolve_options(model.config, options))  # the settings used, not "default"
+    return report_from_clips(clips, specs, seed=seed, options=opts, keep_clips=keep_clips, progress=progress)
+
+
+def report_from_clips(clips: dict[str, Sequence[Any]], specs: dict[str, Sequence[ClipSpec]], *, seed: int,
+                      options: dict[str, Any] | None = None, keep_clips: bool = False,
+                      progress: Progress | None = None) -> EvalReport:
+    """Read and score clips made for `draw_specs(n, seed)` (clip k of a split from seed
+    `seed + k`): the report `evaluate` returns, from clips generated before (scripts/eval_levers.py
+    keeps them). `progress(f"{split}, reading", done, total)` after every 8 clips read."""
+    splits: dict[str, dict[str, Any]] = {}
+    samples: list[dict[str, Any]] = []
+    for name, split_specs in specs.items():
+        readings: list[tuple[StrictReading, Detection]] = []
+        for k, (spec, clip) in enumerate(zip(split_specs, clips[name])):
             reading, det = read_clip(clip), detect(clip)
             readings.append((reading, det))
             expected = {a: getattr(spec, a) for a in ATTRIBUTES}
@@ -249,11 +260,12 @@ def evaluate(
             samples.append({"split": name, "prompt": caption(spec), "seed": seed + k, "expected": expected,
                             "read": reading.to_dict(), "correct": correct, "all": all(correct.values()),
                             "detected": det.to_dict()})
-        splits[name] = strict_score(readings, specs)
-        if keep_clips:
-            kept[name] = clips
-    opts = asdict(resolve_options(model.config, options))  # the settings used, not "default"
-    return EvalReport(splits=splits, n=n, seed=seed, options=opts, samples=samples, clips=kept)
+            if progress is not None and ((k + 1) % 8 == 0 or k + 1 == len(split_specs)):
+                progress(f"{name}, reading", k + 1, len(split_specs))
+        splits[name] = strict_score(readings, split_specs)
+    n = len(next(iter(specs.values()))) if specs else 0
+    kept = {name: list(c) for name, c in clips.items()} if keep_clips else {}
+    return EvalReport(splits=splits, n=n, seed=seed, options=options or {}, samples=samples, clips=kept)
 
 
 def summary_markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -281,6 +293,7 @@ __all__ = [
     "evaluate_clips",
     "generate_clips",
     "read_clips",
+    "report_from_clips",
     "score",
     "score_split",
     "strict_score",

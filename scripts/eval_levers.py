@@ -26,6 +26,7 @@ SETTINGS: dict[str, dict] = {
     "dpmpp-2m": {"sampler": "dpmpp-2m"},
     "steps-10": {"steps": 10},
     "steps-50": {"steps": 50},
+    "guidance-1": {"guidance": 1.0},
     "guidance-1.5": {"guidance": 1.5},
     "guidance-5": {"guidance": 5.0},
     "guidance-7": {"guidance": 7.0},
@@ -66,6 +67,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--json-out", type=Path, default=None)
+    ap.add_argument("--report", type=Path, default=None,
+                    help="also write the first setting's contact sheets and HTML page here (as lumiere eval --report)")
     args = ap.parse_args()
     names = [s for s in args.settings.split(",") if s]
     unknown = [s for s in names if s not in SETTINGS]
@@ -90,6 +93,15 @@ def main() -> None:
     from lumiere_cli.eval import summary_markdown
 
     print(summary_markdown(results))
+    if args.report is not None:
+        from lumiere_cli.eval import draw_specs, report_from_clips
+        from lumiere_cli.eval_report import write_report
+
+        first = names[0]
+        clips = cached_clips(model, first, SETTINGS[first], args.n, args.seed, args.cache, args.batch_size)
+        report = report_from_clips({k: list(v) for k, v in clips.items()}, draw_specs(args.n, args.seed),
+                                   seed=args.seed, options={"setting": first, **SETTINGS[first]}, keep_clips=True)
+        print(f"report: {write_report(report, args.report)[0]}", file=sys.stderr)
     if args.json_out is not None:
         args.json_out.write_text(json.dumps({"n": args.n, "seed": args.seed, "settings": {k: SETTINGS[k] for k in names},
                                              "results": results}, indent=1))

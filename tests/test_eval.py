@@ -187,7 +187,8 @@ def test_evaluate_with_ground_truth_pipeline(monkeypatch):
     assert [s for _, s in calls] == [3, 4, 5, 6, 7, 8] * 2
     held_out_prompts = [p for p, *_ in calls[6:]]
     assert all(tuple(parse_caption(p)[k] for k in ("colour", "shape", "motion")) in HELD_OUT for p in held_out_prompts)
-    assert progress == [("held_in", 4, 6), ("held_in", 6, 6), ("held_out", 4, 6), ("held_out", 6, 6)]
+    assert progress == [("held_in", 4, 6), ("held_in", 6, 6), ("held_out", 4, 6), ("held_out", 6, 6),
+                        ("held_in, reading", 6, 6), ("held_out, reading", 6, 6)]
     data = json.loads(json.dumps(report.to_dict()))
     assert data["options"]["steps"] == 2 and len(data["samples"]) == 12
     # the settings the clips were made with, not "the model's"
