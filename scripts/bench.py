@@ -222,7 +222,7 @@ def _eval_figures(report: dict) -> dict:
     reports it."""
     figures = {}
     for split, row in report.get("splits", {}).items():
-        for key in ("all", "motion", "background", "consistent", "grain"):
+        for key in ("all", "matched_all", "motion", "background", "consistent", "matched_consistent", "grain"):
             if key in row:
                 figures[f"{split}_{key}"] = row[key]
     return figures
