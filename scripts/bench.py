@@ -218,8 +218,8 @@ def quality(args) -> dict:
 
 
 def _eval_figures(report: dict) -> dict:
-    """all-correct ("all"), motion, background and consistency per split, and grain when the eval
-    reports it."""
+    """Per split: all-correct ("all"; strict in the strict eval), the matched filter's all-correct
+    and consistency where the eval reports them, motion, background, consistency and grain."""
     figures = {}
     for split, row in report.get("splits", {}).items():
         for key in ("all", "matched_all", "motion", "background", "consistent", "matched_consistent", "grain"):
