@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from ..atomic import staged
 from ..config import dumps
 from ..errors import WeightsError
+from ..nn.layers import skipped_init
 from ..weights import content_hash
 from .header import SSR_FILENAME, SSR_FORMAT, parse_ssr_metadata, read_ssr_header, resolve_ssr
 from .model import SSRModel
@@ -53,7 +55,9 @@ def load_ssr(path: str | os.PathLike, device: str | torch.device = "cpu", *, gro
         raise WeightsError(f"{p}: corrupt weights file ({e})") from None
     if content_hash(tensors) != meta.get("content_hash"):
         raise WeightsError(f"{p}: content hash mismatch: the weights were modified or damaged; re-download them")
-    model = SSRModel(config, card=card)
+    # A strict load overwrites every parameter, so drawing initial weights would be wasted work.
+    with contextlib.nullcontext() if grow else skipped_init():
+        model = SSRModel(config, card=card)
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
