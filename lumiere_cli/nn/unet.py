@@ -128,7 +128,9 @@ class UNet2D(nn.Module):
 
     def encode_input(self, x: Tensor, *, memory_format: torch.memory_format = torch.preserve_format) -> Tensor:
         # Space-to-depth: the full-resolution level costs a quarter as much for patch 2.
-        return self.stem(F.pixel_unshuffle(x, self.cfg.patch).contiguous(memory_format=memory_format))
+        x = F.pixel_unshuffle(x, self.cfg.patch)
+        # torch's contiguous() refuses preserve_format, the default: leave the layout as it is then.
+        return self.stem(x if memory_format == torch.preserve_format else x.contiguous(memory_format=memory_format))
 
     def decode_output(self, h: Tensor) -> Tensor:
         return F.pixel_shuffle(self.head(F.silu(self.head_norm(h))), self.cfg.patch)
