@@ -413,3 +413,21 @@ def test_interrupted_mux_leaves_nothing(clips, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         video_io.write_clip(tmp_path / "x.mp4", frames, fps=8, audio=AudioSpan(clips["tone"], 0.0, 0.5))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shrinking_while_decoding_keeps_colours_where_they_are(tmp_path):
+    """A world render written as the tool writes it (H.264 yuv420p, 8x display scale) and read back
+    at its own 32 px: colours stay within codec noise at the object's edges (one swscale pass that
+    shrinks and converts misplaced the half-size chroma, 83 levels off)."""
+    import random
+
+    from lumiere_cli.pixels import to_uint8
+    from lumiere_cli.world.render import render_batch, sample_spec
+
+    rng = random.Random(3)
+    clips = to_uint8(render_batch([sample_spec(rng, "all") for _ in range(4)], 8, 32) * 2 - 1)
+    for k, clip in enumerate(clips.permute(0, 2, 3, 4, 1).numpy()):
+        path = video_io.write_clip(tmp_path / f"c{k}.mp4", clip, fps=8, display_scale=8)
+        small = np.asarray(video_io.read_video(path, short_side=32).frames, dtype=np.float64)
+        error = np.abs(small - clip[: len(small)])
+        assert error.max() <= 16 and error.mean() <= 0.5, (k, error.max(), error.mean())

@@ -30,8 +30,9 @@ Inputs come back the way every viewer shows them:
   before it and decode from there (not from the file's start), the other formats skip the earlier
   frames. Sampling at `fps` then counts from that frame.
 - Shrinking while decoding (`read_video(short_side=N)`): each frame is resized so that its shorter
-  side is N pixels, keeping its proportions (ffmpeg's area filter for ffmpeg formats, before the
-  frame is converted to RGB, so a 1080p frame never exists in RGB at full size; Lanczos otherwise).
+  side is N pixels, keeping its proportions (ffmpeg's area filter for ffmpeg formats, on the frame
+  converted to RGB at its own size first: swscale shrinking a yuv420p frame while converting it
+  misplaces the half-size chroma, up to 83 levels off at a coloured edge; Lanczos otherwise).
 
 Resizing rule for user images and videos (`fit_to_model`): centre-crop to a square (the model is
 square), then resize to the model's size with Lanczos filtering (area-like when shrinking).
@@ -421,19 +422,21 @@ class _Scaler:
 
     def __init__(self, short_side: int):
         self.short_side = short_side
-        self._reformatter = None
+        self._to_rgb = self._resize = None
 
     def av_image(self, frame: Any) -> Image.Image:
         """`_av_image` with the shorter side resized (it is the same before and after the
-        display rotation)."""
-        if self._reformatter is None:
+        display rotation). Converted to RGB at the frame's size, then resized: one context doing
+        both misplaces yuv420p's chroma (module docstring)."""
+        if self._to_rgb is None:
             from av.video.reformatter import VideoReformatter
 
-            self._reformatter = VideoReformatter()
+            self._to_rgb, self._resize = VideoReformatter(), VideoReformatter()
         width, height = _scaled_size(frame.width, frame.height, self.short_side)
         shrink = width * height <= frame.width * frame.height
-        rgb = self._reformatter.reformat(frame, width=width, height=height, format="rgb24",
-                                         interpolation="AREA" if shrink else "BICUBIC").to_ndarray()
+        full = self._to_rgb.reformat(frame, format="rgb24")
+        rgb = self._resize.reformat(full, width=width, height=height, format="rgb24",
+                                    interpolation="AREA" if shrink else "BICUBIC").to_ndarray()
         im = Image.fromarray(rgb)
         turn = {90: Image.Transpose.ROTATE_90, -90: Image.Transpose.ROTATE_270,
                 180: Image.Transpose.ROTATE_180, -180: Image.Transpose.ROTATE_180}.get(round(frame.rotation))
