@@ -58,6 +58,7 @@ def main() -> None:
         card["motion_confusion"] = model_card.motion_confusion(ev.pop("samples", []))
         card["eval"] = ev
         card["eval_verdict"] = model_card.eval_verdict(ev)
+        card.pop("eval_repeats", None)  # rows of an earlier eval: they do not describe this one
     if args.repeat_eval:
         card["eval_repeats"] = [{k: v for k, v in json.loads(Path(p).read_text()).items() if k in ("seed", "n", "splits")}
                                 for p in args.repeat_eval]
