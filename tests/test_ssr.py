@@ -325,3 +325,20 @@ def test_ship_rule_and_the_cards_ssr_part(tmp_path, tiny_ssr):
     assert "## Super-resolution (SSR)" in page and "8x8 -> 16x16" in page
     assert "| frames | 2 | 2 | 4 | cpu | 0.1 | 0.001 |" in page and "| lanczos | 31.50 | 0.9700 |" in page
     assert "- windows: 1.0" in page
+
+
+def test_a_cascade_clip_is_read_strictly_at_the_base_size():
+    """Renders at the cascade's 128 px, averaged back to 32 (`shrink`, what `lumiere eval` does with
+    the cascade's clips) pass the strict reading calibrated at 32 px, every attribute right."""
+    import random
+
+    from lumiere_cli.cascade.evaluate import shrink
+    from lumiere_cli.eval import evaluate_clips
+    from lumiere_cli.pixels import to_uint8
+    from lumiere_cli.world.render import render_batch, sample_spec
+
+    rng = random.Random(5)
+    specs = [sample_spec(rng, "all") for _ in range(6)]
+    big = to_uint8(render_batch(specs, 16, 128) * 2 - 1).permute(0, 2, 3, 4, 1).numpy()
+    s = evaluate_clips([shrink(c, 4) for c in big], specs)
+    assert s["all"] == 1.0 and s["iou"] >= 0.97, s

@@ -76,48 +76,60 @@ def table(report: dict[str, Any]) -> str:
 
 
 
+def shrink(clip: np.ndarray, factor: int) -> np.ndarray:
+    """uint8 (t, H, W, 3) averaged over factor x factor blocks back to the base's size: how the
+    strict eval's bounds were calibrated on the tool's enlarged outputs (decoded, then averaged)."""
+    t, h, w, c = clip.shape
+    blocks = clip.reshape(t, h // factor, factor, w // factor, factor, c).astype(np.float64)
+    return np.round(blocks.mean(axis=(2, 4))).astype(np.uint8)
+
+
 def evaluate_cascade(base, ssr, *, n: int, seed: int, options=None, ssr_options: SSROptions = SSROptions(),
                      batch_size: int = 8, device: str = "cpu",
                      progress: Callable[[str, int, int], None] | None = None):
     """`lumiere eval` on both stages: the base clips as `eval.evaluate` makes them (same prompts,
-    seeds and batches), and the same clips enlarged by the SSR (seed of the clip), each read back by
-    the detector. Returns (base report, cascade report), two `eval.EvalReport`s; the cascade's
-    options record the SSR's resolved options under "ssr"."""
+    seeds and batches), and the same clips enlarged by the SSR (seed of the clip). Both are read
+    strictly (`eval.report_from_clips`), the cascade's averaged back to the base's size, where the
+    strict bounds were calibrated; each split and sample also gets the edge width at its own size.
+    Returns (base report, cascade report), two `eval.EvalReport`s; the cascade's options record the
+    SSR's resolved options under "ssr"."""
     from dataclasses import asdict
 
     from ..config import SampleOptions
-    from ..eval import ATTRIBUTES, EvalReport, draw_specs, score
+    from ..eval import draw_specs, report_from_clips
     from ..pipeline import generate_batch, resolve_options
-    from ..world.detect import detect
     from ..world.vocab import caption
 
     options = SampleOptions() if options is None else options
-    reports = {"base": ({}, []), "cascade": ({}, [])}
-    for name, specs in draw_specs(n, seed).items():
-        found: dict[str, list] = {"base": [], "cascade": []}
+    specs = draw_specs(n, seed)
+    clips: dict[str, dict[str, list]] = {"base": {}, "cascade": {}}
+    for name, split_specs in specs.items():
+        base_clips, big_clips = clips["base"].setdefault(name, []), clips["cascade"].setdefault(name, [])
         for first in range(0, n, batch_size):
-            chunk = specs[first:first + batch_size]
+            chunk = split_specs[first:first + batch_size]
             prompts = [caption(spec) for spec in chunk]
             seeds = [seed + k for k in range(first, first + len(chunk))]
-            results = generate_batch(base, prompts, seeds=seeds, options=options, device=device)
-            for spec, prompt, clip_seed, result in zip(chunk, prompts, seeds, results):
-                big = upscale(ssr, result.frames, prompt, seed=clip_seed, options=ssr_options, device=device).frames
-                for stage, clip in (("base", result.frames), ("cascade", big)):
-                    det = detect(clip)
-                    found[stage].append(det)
-                    reports[stage][1].append({"split": name, "prompt": prompt, "seed": clip_seed,
-                                              "expected": {a: getattr(spec, a) for a in ATTRIBUTES},
-                                              "detected": det.to_dict(), "edge_width": edge_width(clip)})
+            for prompt, clip_seed, result in zip(prompts, seeds, generate_batch(base, prompts, seeds=seeds,
+                                                                                  options=options, device=device)):
+                base_clips.append(result.frames)
+                big_clips.append(upscale(ssr, result.frames, prompt, seed=clip_seed, options=ssr_options,
+                                         device=device).frames)
             if progress is not None:
-                progress(name, len(found["base"]), n)
-        for stage in reports:
-            reports[stage][0][name] = score(found[stage], specs)
-            reports[stage][0][name]["edge_width"] = float(np.mean(
-                [s["edge_width"] for s in reports[stage][1] if s["split"] == name]))
+                progress(name, len(base_clips), n)
     opts = asdict(resolve_options(base.config, options))
-    return (EvalReport(splits=reports["base"][0], n=n, seed=seed, options=opts, samples=reports["base"][1]),
-            EvalReport(splits=reports["cascade"][0], n=n, seed=seed,
-                       options={**opts, "ssr": vars(ssr_options.resolve(ssr))}, samples=reports["cascade"][1]))
+    factor = ssr.config.factor
+    reports = {
+        "base": report_from_clips(clips["base"], specs, seed=seed, options=opts),
+        "cascade": report_from_clips({k: [shrink(c, factor) for c in v] for k, v in clips["cascade"].items()}, specs,
+                                     seed=seed, options={**opts, "ssr": vars(ssr_options.resolve(ssr))}),
+    }
+    for stage, report in reports.items():
+        widths = {name: [edge_width(c) for c in split_clips] for name, split_clips in clips[stage].items()}
+        for name, split in report.splits.items():
+            split["edge_width"] = float(np.mean(widths[name]))
+        for sample, width in zip(report.samples, (w for name in specs for w in widths[name])):
+            sample["edge_width"] = width
+    return reports["base"], reports["cascade"]
 
 
-__all__ = ["METHODS", "beats_baselines", "evaluate_cascade", "fidelity", "held_out_pairs", "table"]
+__all__ = ["METHODS", "beats_baselines", "evaluate_cascade", "shrink", "fidelity", "held_out_pairs", "table"]
