@@ -379,3 +379,7 @@ def test_train_layouts_flag_chooses_the_known_frame_layouts(tmp_path, monkeypatc
     assert "layouts" not in load_model("standard").card["training"][-1]
     r = run("bad", "--layouts", "keyframes")
     assert r.exit_code == 2 and "keyframes" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["train", "--stage", "t2i", "--steps", "1", "--out", "frames", "--layouts", "time",
+                                 "--config", dumps(TINY)])
+    assert r.exit_code == 2 and "video stages" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "frames").exists()  # refused before anything was written

@@ -31,6 +31,7 @@ from ..progress import Progress, or_silent
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .data import StageData, ValSet, check_data_options, check_world_options, loader, open_data
 from .plan import card_with_record, stage_record
+from .stages import VIDEO_STAGES
 from .stages import DiffusionStage, initial_model, param_groups, stage_model_config, stage_module, stage_net
 
 METRICS = "metrics.jsonl"
@@ -114,6 +115,9 @@ def check(cfg: TrainConfig) -> ModelConfig:
         raise UsageError("reversed_pairs must be in [0, 1] and reference_clips at least 0")
     if cfg.layouts not in LAYOUT_SETS:
         raise UsageError(f"layouts must be one of {', '.join(LAYOUT_SETS)}, got {cfg.layouts!r}")
+    if cfg.layouts != "standard" and cfg.stage not in VIDEO_STAGES:
+        raise UsageError(f"--layouts {cfg.layouts} is for the video stages (clips with known frames); "
+                         f"the {cfg.stage} stage trains on {'captions' if cfg.stage == 'text' else 'single frames'}")
     check_world_options(cfg)
     model_cfg = stage_model_config(cfg)
     check_data_options(cfg, model_cfg)
