@@ -104,11 +104,10 @@ def generate(
     frames = options.frames or cfg.frames
     if options.coarse and frames > cfg.frames and task in ("t2v", "i2v") and not schedule:
         # 1. the whole clip at the trained length: where the object is at each moment
-        coarse_progress = lambda phase, done, total, **m: progress("coarse" if phase == "denoise" else phase, done, total, **m)  # noqa: E731
         squeeze = {round(p * (cfg.frames - 1) / (frames - 1)): f for p, f in inputs.keyframes.items()}
         once = _loop if options.loop else partial(_generate_once, schedule=None)
         coarse = once(model, prompt, task, replace(inputs, keyframes=squeeze), replace(options, frames=cfg.frames),
-                      seed, device, coarse_progress, preview=None, preview_every=preview_every)
+                      seed, device, _denoise_as(progress, "coarse"), preview=None, preview_every=preview_every)
         # 2. the full clip with those frames known, spread over it, and the user's own keyframes
         positions = keyframe_positions(frames, cfg.frames, loop=options.loop)
         keyframes = {p: coarse.frames[i] for i, p in enumerate(positions)} | inputs.keyframes
@@ -123,6 +122,11 @@ def generate(
     if options.loop and task in LOOP_TASKS and not schedule and frames <= (options.window or cfg.frames):
         return _loop(model, prompt, task, inputs, options, seed, device, progress, preview, preview_every)
     return _generate_once(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
+
+
+def _denoise_as(progress: Progress, phase: str) -> Progress:
+    """`progress` with a first pass's "denoise" reported under its own name ("coarse", "draft")."""
+    return lambda name, done, total, **m: progress(phase if name == "denoise" else name, done, total, **m)
 
 
 # Tasks whose loops of one window's length are made in two passes (`_loop`); longer loops are made
@@ -140,10 +144,9 @@ def _loop(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, dev
     end leads into the start as any frame leads into the next. Windows averaged around the circle
     in one pass instead disagree about where the motion starts (README, Time)."""
     frames = options.frames or model.config.frames
-    draft_progress = lambda phase, done, total, **m: progress("draft" if phase == "denoise" else phase, done, total, **m)  # noqa: E731
     # 1. the clip, as if it were not a loop
-    draft = _generate_once(model, prompt, task, inputs, replace(options, loop=False), seed, device, draft_progress,
-                           None, None, preview_every)
+    draft = _generate_once(model, prompt, task, inputs, replace(options, loop=False), seed, device,
+                           _denoise_as(progress, "draft"), None, None, preview_every)
     # 2. its middle known (the user's own keyframes win), the seam made in the middle of one window
     cut = round(frames * (1 - LOOP_KEPT) / 2)
     kept = {i: draft.frames[i] for i in range(cut, frames - cut)}

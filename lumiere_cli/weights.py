@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from .atomic import staged
 from .config import dumps
@@ -38,25 +39,22 @@ def content_hash(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def save_model(
-    model: LumiereModel,
-    path: str | os.PathLike,
-    *,
-    card: dict[str, Any] | None = None,
-    dtype: torch.dtype | None = None,
-) -> Path:
-    """Write `model` (optionally cast to fp16/bf16) atomically; returns the file written."""
+def write_weights(model: nn.Module, path: str | os.PathLike, *, filename: str, format: str,
+                  card: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write `model.state_dict()` (optionally cast to fp16/bf16) atomically as safetensors, with
+    `format`, the model's typed config, its card and the content hash in the header; a folder gets
+    `filename`. Returns the file written. The base model and the SSR both store themselves so."""
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.suffix != ".safetensors":
         path.mkdir(parents=True, exist_ok=True)
-        path = path / FILENAME
+        path = path / filename
     tensors = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).detach().contiguous().cpu()
                for k, v in model.state_dict().items()}
     card = dict(model.card if card is None else card)
     digest = content_hash(tensors)
-    metadata = {"format": FORMAT, "config": dumps(model.config), "card": json.dumps(card), "content_hash": digest}
+    metadata = {"format": format, "config": dumps(model.config), "card": json.dumps(card), "content_hash": digest}
     with staged(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
         os.chmod(tmp, 0o644)  # safetensors creates 0600; weights are meant to be shared
@@ -64,21 +62,13 @@ def save_model(
     return path
 
 
-def load_model(
-    path: str | os.PathLike | None = None, device: str | torch.device = "cpu", *, grow: bool = False
-) -> LumiereModel:
-    """Rebuild the model from the config in the header and check the content hash.
-
-    grow: accept weights from an older architecture that lacks some of this code's parameters;
-    those keep their fresh initialisation (new layers start as the identity), which is what a
-    training stage wants from its `init`. Sampling never grows: it would run untrained layers.
-    """
+def read_weights(p: Path, meta: dict[str, str], build: Callable[[], nn.Module], *, grow: bool = False) -> nn.Module:
+    """The model `build()` makes, holding the tensors of the file `p` (whose header is `meta`),
+    after checking the content hash and that the tensors match the model (`grow`: some may be
+    missing, and keep their fresh initialisation)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    p = resolve(path)
-    meta = read_header(p)
-    config, card = parse_metadata(p, meta)
     try:
         tensors = load_file(str(p))
     except (SafetensorError, OSError, ValueError) as e:
@@ -87,7 +77,7 @@ def load_model(
         raise WeightsError(f"{p}: content hash mismatch: the weights were modified or damaged; re-download them")
     # A strict load overwrites every parameter, so drawing initial weights would be wasted work.
     with contextlib.nullcontext() if grow else skipped_init():
-        model = LumiereModel(config, card=card)
+        model = build()
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -100,4 +90,31 @@ def load_model(
     except RuntimeError as e:  # shape mismatches
         raise WeightsError(f"{p}: weights do not match their config ({str(e).splitlines()[-1].strip()})") from None
     model.weights_hash = meta["content_hash"]
+    return model
+
+
+def save_model(
+    model: LumiereModel,
+    path: str | os.PathLike,
+    *,
+    card: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write `model` (optionally cast to fp16/bf16) atomically; returns the file written."""
+    return write_weights(model, path, filename=FILENAME, format=FORMAT, card=card, dtype=dtype)
+
+
+def load_model(
+    path: str | os.PathLike | None = None, device: str | torch.device = "cpu", *, grow: bool = False
+) -> LumiereModel:
+    """Rebuild the model from the config in the header and check the content hash.
+
+    grow: accept weights from an older architecture that lacks some of this code's parameters;
+    those keep their fresh initialisation (new layers start as the identity), which is what a
+    training stage wants from its `init`. Sampling never grows: it would run untrained layers.
+    """
+    p = resolve(path)
+    meta = read_header(p)
+    config, card = parse_metadata(p, meta)
+    model = read_weights(p, meta, lambda: LumiereModel(config, card=card), grow=grow)
     return model.to(device).eval()

@@ -31,8 +31,8 @@ from ..progress import Progress, or_silent
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .data import StageData, ValSet, check_data_options, check_world_options, loader, open_data
 from .plan import card_with_record, stage_record
-from .stages import VIDEO_STAGES
-from .stages import DiffusionStage, initial_model, param_groups, stage_model_config, stage_module, stage_net
+from .stages import (VIDEO_STAGES, DiffusionStage, initial_model, param_groups, stage_model_config, stage_module,
+                     stage_net)
 
 METRICS = "metrics.jsonl"
 

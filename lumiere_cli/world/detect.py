@@ -123,7 +123,7 @@ def _run_max(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (np.maximum(prefix, suffix) * mask.ravel()).reshape(labels.shape)
 
 
-def _grow(mask: np.ndarray) -> np.ndarray:
+def grow(mask: np.ndarray) -> np.ndarray:
     """3x3 dilation of the last two axes of a boolean or numeric array (max over neighbours)."""
     pad = np.pad(mask, [(0, 0)] * (mask.ndim - 2) + [(1, 1), (1, 1)])
     h, w = mask.shape[-2:]
@@ -148,7 +148,7 @@ def _label(mask: np.ndarray) -> np.ndarray:
         new = _run_max(labels.reshape(t * h, w), mask.reshape(t * h, w)).reshape(t, h, w)
         new_t = np.ascontiguousarray(new.transpose(0, 2, 1)).reshape(t * w, h)
         new = _run_max(new_t, cols_mask).reshape(t, w, h).transpose(0, 2, 1)
-        new = _grow(new) * mask
+        new = grow(new) * mask
         if np.array_equal(new, labels):
             return labels
         labels = new
@@ -263,12 +263,12 @@ def detect(clip: Any) -> Detection:
         colours.append(_FG_NAMES[_nearest(rgb, _FG_RGB)])
 
         # Soft coverage over the component grown by one pixel, so its anti-aliased fringe counts.
-        grown = _grow(comp)
+        grown = grow(comp)
         axis = rgb - bg_ref[i]
         proj = (diff[i] @ axis) / max(float(axis @ axis), 1e-6)
         alpha = np.clip(proj, 0, 1) * grown
         area = alpha.sum()
-        shapes.append(_shape(proj, _grow(_grow(grown))))
+        shapes.append(_shape(proj, grow(grow(grown))))
         cx = (alpha.sum(0) * xs_grid).sum() / area
         cy = (alpha.sum(1) * ys_grid).sum() / area
         track.append((float(cx), float(cy), float(np.sqrt(area / (h * w)))))
@@ -281,4 +281,4 @@ def detect(clip: Any) -> Detection:
     return Detection(colour, shape, motion, background, consistent, tuple(counts), tuple(track), grain)
 
 
-__all__ = ["Detection", "as_frames", "detect"]
+__all__ = ["Detection", "as_frames", "detect", "grow"]

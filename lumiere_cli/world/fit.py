@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .detect import grow
 from .render import _bounce_height, shape_coverage
 from .vocab import BACKGROUNDS, COLOURS, SHAPES
 
@@ -161,24 +162,13 @@ def render_coverage(shape: str, cx: float, cy: float, half: float, h: int, w: in
     return _coverage(shape, torch.tensor([cx]), torch.tensor([cy]), torch.tensor([half]), h, w)[0].numpy()
 
 
-def _grow(mask: np.ndarray) -> np.ndarray:
-    """3x3 dilation of a boolean (h, w) mask."""
-    pad = np.pad(mask, 1)
-    h, w = mask.shape
-    out = mask.copy()
-    for dy in range(3):
-        for dx in range(3):
-            out |= pad[dy:dy + h, dx:dx + w]
-    return out
-
-
 def silhouette_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Soft IoU of two coverages (h, w) in [0, 1]: sum of minima over sum of maxima, over the
     pixels within one pixel of where either is more than half covered. Anti-aliased edges count
     by their coverage (a hard 0.5 cut flips on the codec's rounding); a tail or a second blob
     counts in full; faint background noise away from both shapes is grain, measured apart. 0
     when both are empty."""
-    region = _grow((a > 0.5) | (b > 0.5))
+    region = grow((a > 0.5) | (b > 0.5))
     union = float(np.maximum(a, b)[region].sum())
     return float(np.minimum(a, b)[region].sum()) / union if union > 0 else 0.0
 
