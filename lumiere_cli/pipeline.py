@@ -102,23 +102,8 @@ def generate(
     if task == "extend":
         return _extend(model, prompt, inputs, options, seed, device, progress, preview, preview_every)
     frames = options.frames or cfg.frames
-    if options.coarse and frames > cfg.frames and task in ("t2v", "i2v") and not schedule:
-        # 1. the whole clip at the trained length: where the object is at each moment
-        squeeze = {round(p * (cfg.frames - 1) / (frames - 1)): f for p, f in inputs.keyframes.items()}
-        once = _loop if options.loop else partial(_generate_once, schedule=None)
-        coarse = once(model, prompt, task, replace(inputs, keyframes=squeeze), replace(options, frames=cfg.frames),
-                      seed, device, _denoise_as(progress, "coarse"), preview=None, preview_every=preview_every)
-        # 2. the full clip with those frames known, spread over it, and the user's own keyframes
-        positions = keyframe_positions(frames, cfg.frames, loop=options.loop)
-        keyframes = {p: coarse.frames[i] for i, p in enumerate(positions)} | inputs.keyframes
-        inputs = replace(inputs, keyframes=keyframes)
-        # 3. start the full clip from the coarse one stretched in time, part-way down the schedule
-        stretched = stretch(coarse.frames, positions, frames)
-        fine = _generate_once(model, prompt, task, inputs, options, seed, device, progress, None, preview, preview_every,
-                              start=(stretched, FINE_STRENGTH))
-        timings = {**fine.timings, "coarse_s": coarse.timings["total_s"],
-                   "total_s": fine.timings["total_s"] + coarse.timings["total_s"]}
-        return replace(fine, timings=timings)
+    if options.coarse and task in COARSE_TASKS and (frames > cfg.frames or schedule) and not (schedule and options.loop):
+        return _long_clip(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
     if options.loop and task in LOOP_TASKS and not schedule and frames <= (options.window or cfg.frames):
         return _loop(model, prompt, task, inputs, options, seed, device, progress, preview, preview_every)
     return _generate_once(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
@@ -127,6 +112,78 @@ def generate(
 def _denoise_as(progress: Progress, phase: str) -> Progress:
     """`progress` with a first pass's "denoise" reported under its own name ("coarse", "draft")."""
     return lambda name, done, total, **m: progress(phase if name == "denoise" else name, done, total, **m)
+
+
+# Tasks made coarse to fine when longer than the model's clip or given a prompt schedule.
+COARSE_TASKS = ("t2v", "i2v")
+
+
+def _long_clip(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress,
+               schedule: Schedule | None, preview, preview_every, free: frozenset[int] = frozenset()) -> GenerateResult:
+    """A clip longer than the model's, or one with a prompt schedule, coarse to fine.
+
+    1. The whole clip at the model's length, one pass per span of the schedule, each reading its
+       span's prompt; a later span is made as image to video from the frame before it, so it
+       continues the object from where the span before left it. (With all the frames before it
+       known, a new motion word restarted its motion from the world's starting place: jumps of
+       0.11-0.22 frame widths at the change.) A loop's one span: `_loop`.
+    2. When the clip is longer than that, the coarse frames become keyframes spread over it
+       (`keyframe_positions`; the user's own keyframes win, and positions in `free` are left to
+       this pass), and windows, each reading the prompt of its own span, fill in between,
+       starting from the coarse clip stretched in time part-way down the schedule.
+    """
+    cfg = model.config
+    frames = options.frames or cfg.frames
+    spans = _check_schedule(schedule, prompt, frames)
+    length = min(frames, cfg.frames)
+    positions = keyframe_positions(frames, length, loop=options.loop)
+    known = _squeeze(inputs.keyframes, positions)
+    fine = frames > length
+    # 1. the coarse clip, span by span
+    coarse, spent = None, 0.0
+    for k, (start, text) in enumerate(spans):
+        first = next((i for i, p in enumerate(positions) if p >= start), length)
+        if coarse is not None and first >= length:
+            continue  # the span starts after the last coarse frame: the fine pass alone draws it
+        last = k == len(spans) - 1
+        name = "coarse" if fine else "draft" if not last else None
+        say = _denoise_as(progress, name) if name else progress
+        if coarse is None:
+            once = _loop if options.loop else partial(_generate_once, schedule=None)
+            run = once(model, text, task, replace(inputs, keyframes=known), replace(options, frames=length), seed,
+                       device, say, preview=None if name else preview, preview_every=preview_every)
+            coarse = run.frames
+        else:
+            # the span as image to video from the frame before it (the user's keyframes in it kept)
+            lo = first - 1
+            given = {i - lo: f for i, f in ({lo: coarse[lo]} | known).items() if lo <= i < lo + length}
+            run = _generate_once(model, text, "t2v", Inputs(keyframes=given), replace(options, frames=length), seed,
+                                 device, say, None, None if name else preview, preview_every)
+            coarse = np.concatenate([coarse[:first], run.frames[1:1 + length - first]])
+        spent += run.timings["total_s"]
+    if not fine:
+        return replace(run, frames=coarse, timings={**run.timings, "total_s": spent})
+    # 2. the full clip with the coarse frames kept, the user's keyframes, in-betweens from windows
+    keyframes = {p: coarse[i] for i, p in enumerate(positions) if p not in free} | inputs.keyframes
+    stretched = stretch(coarse, positions, frames)
+    result = _generate_once(model, prompt, task, replace(inputs, keyframes=keyframes), options, seed, device, progress,
+                            spans if len(spans) > 1 else None, preview, preview_every,
+                            start=(stretched, FINE_STRENGTH))
+    timings = {**result.timings, "coarse_s": spent, "total_s": result.timings["total_s"] + spent}
+    return replace(result, timings=timings)
+
+
+def _squeeze(keyframes: dict[int, np.ndarray], positions: list[int]) -> dict[int, np.ndarray]:
+    """The keyframes of a long clip as keyframes of its coarse clip: the one at a coarse frame's
+    position, and each of the others on its nearest coarse frame (of two as near, one still free)
+    if no keyframe took it; the fine pass keeps them all."""
+    out = {i: keyframes[p] for i, p in enumerate(positions) if p in keyframes}
+    for p in sorted(set(keyframes) - set(positions)):
+        gap = min(abs(q - p) for q in positions)
+        nearest = [i for i, q in enumerate(positions) if abs(q - p) == gap and i not in out]
+        if nearest:
+            out[nearest[0]] = keyframes[p]
+    return out
 
 
 # Tasks whose loops of one window's length are made in two passes (`_loop`); longer loops are made
@@ -150,9 +207,8 @@ def _loop(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, dev
     # 2. its middle known (the user's own keyframes win), the seam made in the middle of one window
     cut = round(frames * (1 - LOOP_KEPT) / 2)
     kept = {i: draft.frames[i] for i in range(cut, frames - cut)}
-    inputs = replace(inputs, keyframes=kept | inputs.keyframes)
-    seam = _generate_once(model, prompt, task, inputs, options, seed, device, progress, None, preview, preview_every,
-                          loop_starts=(frames // 2,))
+    seam = _generate_once(model, prompt, task, replace(inputs, keyframes=kept | inputs.keyframes), options, seed,
+                          device, progress, None, preview, preview_every, loop_starts=(frames // 2,))
     timings = {**seam.timings, "draft_s": draft.timings["total_s"],
                "total_s": seam.timings["total_s"] + draft.timings["total_s"]}
     return replace(seam, timings=timings)
@@ -185,35 +241,40 @@ def keyframe_positions(frames: int, coarse: int, *, loop: bool = False) -> list[
 
 
 def _extend(model, prompt, inputs: Inputs, options: SampleOptions, seed, device, progress, preview, preview_every):
-    """`options.frames` new frames after the given video (before it, `inputs.backward`), made in
-    passes of the model's own length: each keeps up to half of it known from the frames already
-    there and makes the rest, so every window sees what it continues (one long clip of windows
-    would let the windows without known frames start the motion again)."""
+    """`options.frames` new frames after the given video (before it, `inputs.backward`). The
+    video's last frames (first, backward; as many as the longer of the model's clip and the new
+    frames) are keyframes of one clip that also holds the new frames, made coarse to fine like any
+    long clip: the coarse pass sees the given motion squeezed to the model's length and carries it
+    on, so the new frames continue it at its own speed. The keys of the temporal block just past
+    the join are left to the fine pass, which sees the given frames at their own pace. (A window
+    holding the last frames at its start replays the world's clip from its beginning instead: the
+    motion turned back.) The result is the whole input plus the new frames."""
     cfg = model.config
     if inputs.video is None:
         raise UsageError("extend needs --video")
-    remaining = options.frames or cfg.frames
-    m = cfg.unet.frame_multiple
-    clip, made, result, spent = inputs.video, 0, None, 0.0
-    while remaining:
-        # 1. this pass: as many new frames as fit beside up to half a window of context
-        new = min(remaining, cfg.frames - min(len(clip), cfg.frames // 2))
-        context = min(len(clip), cfg.frames - new)
-        while context > 1 and (context + new) % m:
-            context -= 1
-        if (context + new) % m:
-            raise UsageError(f"extend: {new} new frames cannot join the input (make --frames a multiple of {m})")
-        # 2. the context known at the window's start (its end, backward), the new frames generated
-        given = clip[-context:] if not inputs.backward else clip[:context]
-        offset = 0 if not inputs.backward else new
-        keyframes = {offset + i: f for i, f in enumerate(given)}
-        result = _generate_once(model, prompt, "t2v", Inputs(keyframes=keyframes),
-                                replace(options, frames=context + new), seed + made, device, progress, None,
+    video, new, m = inputs.video, options.frames or cfg.frames, cfg.unet.frame_multiple
+    _check(model, prompt, "t2v", Inputs(video=video), replace(options, frames=None))
+    context = min(len(video), max(cfg.frames, new))
+    while context > 1 and (context + new) % m:
+        context -= 1
+    if (context + new) % m:
+        raise UsageError(f"extend: {new} new frames cannot join the input (make --frames a multiple of {m})")
+    # 1. the given frames known at the clip's start (its end, backward), the new frames generated
+    given = video[-context:] if not inputs.backward else video[:context]
+    offset = 0 if not inputs.backward else new
+    keyframes = {offset + i: f for i, f in enumerate(given)}
+    join = range(context, context + m) if not inputs.backward else range(new - m, new)
+    opts = replace(options, frames=context + new, loop=False)
+    if opts.frames > cfg.frames and options.coarse:
+        result = _long_clip(model, prompt, "t2v", Inputs(keyframes=keyframes), opts, seed, device, progress, None,
+                            preview, preview_every, free=frozenset(join))
+    else:
+        result = _generate_once(model, prompt, "t2v", Inputs(keyframes=keyframes), opts, seed, device, progress, None,
                                 preview, preview_every)
-        fresh = result.frames[context:] if not inputs.backward else result.frames[:new]
-        clip = np.concatenate([clip, fresh]) if not inputs.backward else np.concatenate([fresh, clip])
-        made, remaining, spent = made + new, remaining - new, spent + result.timings["total_s"]
-    return replace(result, frames=clip, seed=seed, timings={**result.timings, "total_s": spent})
+    # 2. the whole input and the new frames
+    fresh = result.frames[context:] if not inputs.backward else result.frames[:new]
+    clip = np.concatenate([video, fresh]) if not inputs.backward else np.concatenate([fresh, video])
+    return replace(result, frames=clip, seed=seed)
 
 
 def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress,
@@ -267,7 +328,8 @@ def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, 
     window_text = _window_text(schedule, texts) if len(texts) > 1 else None
     watch = _previewer(preview, preview_every, len(sigmas) - 1)
     x = _sample(model, x, sigmas, cond, uncond, options, [generator], progress, known=known is not None,
-                device=device, window_text=window_text, preview=watch, loop_starts=loop_starts)
+                device=device, window_text=window_text, preview=watch, loop_starts=loop_starts,
+                window_weights=_window_weights(schedule) if window_text else None)
     t_denoised = time.perf_counter()
 
     # 7. frames as uint8 (t, h, w, c); known pixels are the user's bytes, exactly
@@ -303,14 +365,32 @@ def _check_schedule(schedule: Schedule | None, prompt: str, frames: int) -> Sche
     return schedule
 
 
+def _span_of(schedule: Schedule, frame: int) -> int:
+    """The index of the schedule's span that holds `frame`."""
+    return sum(start <= frame for start, _ in schedule) - 1
+
+
 def _window_text(schedule: Schedule, texts: dict[str, dict]) -> Callable[[torch.Tensor], dict]:
     """For a window (its frame indices): the text of the prompt that holds at its middle frame."""
     def text_for(idx: torch.Tensor) -> dict:
-        middle = int(idx[len(idx) // 2])
-        prompt = [p for start, p in schedule if start <= middle][-1]
-        return texts[prompt]
+        return texts[schedule[_span_of(schedule, int(idx[len(idx) // 2]))][1]]
 
     return text_for
+
+
+# A window's weight in the frames of spans other than the one whose prompt it reads: small, so a
+# frame takes its own span's windows, but not 0, so a frame no such window covers is still drawn.
+OTHER_SPAN_WEIGHT = 1e-3
+
+
+def _window_weights(schedule: Schedule) -> Callable[[torch.Tensor], torch.Tensor]:
+    """For a window (its frame indices): 1 in the frames of the span it reads, else OTHER_SPAN_WEIGHT."""
+    def weights_for(idx: torch.Tensor) -> torch.Tensor:
+        own = _span_of(schedule, int(idx[len(idx) // 2]))
+        spans = torch.tensor([_span_of(schedule, int(i)) for i in idx])
+        return torch.where(spans == own, 1.0, OTHER_SPAN_WEIGHT)
+
+    return weights_for
 
 
 def _previewer(preview: Preview | None, every: int, steps: int):
@@ -414,7 +494,7 @@ def _initial_noise(generators: list[torch.Generator], frames: int, size: int, de
 
 
 def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, known: bool = False,
-            device="cpu", window_text=None, preview=None, loop_starts=None) -> torch.Tensor:
+            device="cpu", window_text=None, preview=None, loop_starts=None, window_weights=None) -> torch.Tensor:
     """Run the sampler over windows(cfg(paste(denoiser))): each wrapper has the denoiser's signature,
     and guidance and pasting work on whichever slice of time a window hands them."""
     cfg = model.config
@@ -427,7 +507,7 @@ def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, kn
     window = options.window or min(cfg.frames, frames)
     if window < frames or options.loop or window_text is not None:
         denoiser = TemporalWindows(denoiser, window, min(options.overlap, window - 1), loop=options.loop,
-                                   window_kwargs=window_text, starts=loop_starts)
+                                   window_kwargs=window_text, starts=loop_starts, window_weights=window_weights)
     sampler = SAMPLERS[options.sampler]
     extra = {"eta": options.eta} if options.sampler == Sampler.ddim else {}
     steps = len(sigmas) - 1

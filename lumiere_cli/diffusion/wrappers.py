@@ -174,7 +174,10 @@ class TemporalWindows(nn.Module):
     the clip's length starting half-way is the clip rolled by half: its end meets its start in the
     middle of the window (how `pipeline` regenerates a loop's seam).
     window_kwargs(frames) -> kwargs that replace the call's for the window holding those frames
-    (a prompt per span of the clip); the averaging blends neighbouring windows' prompts.
+    (a prompt per span of the clip).
+    window_weights(frames) -> (len(frames),) weights of the window's estimate in each of its
+    frames' averages (None: 1 everywhere): a window reading one span's prompt counts little in the
+    frames of another span, so the clip changes where the schedule says, not across the overlap.
     """
 
     def __init__(
@@ -187,6 +190,7 @@ class TemporalWindows(nn.Module):
         loop: bool = False,
         window_kwargs: Callable[[torch.Tensor], dict[str, Any]] | None = None,
         starts: Sequence[int] | None = None,
+        window_weights: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         super().__init__()
         if window < 1:
@@ -199,6 +203,7 @@ class TemporalWindows(nn.Module):
         self.time_kwargs = tuple(time_kwargs)
         self.loop = loop
         self.window_kwargs = window_kwargs
+        self.window_weights = window_weights
         if starts is not None and not loop:
             raise ValueError("window starts are given for loops only")
         self.starts = None if starts is None else tuple(starts)
@@ -233,7 +238,8 @@ class TemporalWindows(nn.Module):
             d = self.model(x.index_select(2, idx), sigma, **window_kwargs)
             if total is None:
                 total = d.new_zeros(*d.shape[:2], frames, *d.shape[3:])  # (b, c, t, h, w)
-            total.index_add_(2, idx, d)
-            count.index_add_(0, idx, torch.ones_like(idx, dtype=count.dtype))
-        # 3. per-frame average of the overlapping estimates
+            w = torch.ones_like(idx, dtype=count.dtype) if self.window_weights is None else self.window_weights(idx)
+            total.index_add_(2, idx, d * rearrange(w.to(d), "t -> 1 1 t 1 1"))
+            count.index_add_(0, idx, w.to(count))
+        # 3. per-frame (weighted) average of the overlapping estimates
         return total / rearrange(count, "t -> 1 1 t 1 1").to(total)
