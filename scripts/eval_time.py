@@ -11,7 +11,8 @@
   step inside the input and inside the new frames; the motion the new frames show.
 - keyframes: whether the frames given to i2v come back exactly; backward jumps, the largest step
   and the motion between them.
-- schedule: what the detector reads before and after a prompt change, and the step at the change.
+- schedule: what the detector reads before and after a prompt change (a motion, then a colour), and
+  the step at the change against the largest step elsewhere.
 
     .venv/bin/python scripts/eval_time.py [--weights W] [--seeds 1,2,3] [--frames 48]
 """
@@ -107,15 +108,21 @@ def keyframes(model, seeds: list[int]) -> None:
               f"{r['not_one_object']} | {r['motion']}", flush=True)
 
 
+SCHEDULES = [("a red circle moving left on a black background", "a red circle moving up on a black background"),
+             ("a red circle moving right on a black background", "a blue circle moving right on a black background")]
+
+
 def schedules(model, seeds: list[int]) -> None:
-    print("\n## prompt schedules (32 frames: 'a red circle moving right', 'a blue circle moving right' from 16)")
-    print("seed | read on 0-15 | read on 16-31 | step at the change | largest step elsewhere | frames without one object")
-    print("---|---|---|---|---|---")
-    for seed in seeds:
-        r = schedule_row(model, "a red circle moving right on a black background",
-                         "a blue circle moving right on a black background", 16, seed)
-        print(f"{seed} | {' '.join(map(str, r['before']))} | {' '.join(map(str, r['after']))} | "
-              f"{r['change_step']:.3f} | {r['other_max']:.3f} | {r['not_one_object']}", flush=True)
+    print("\n## prompt schedules (32 frames, the second prompt from frame 16)")
+    print("prompts | seed | read on 0-15 | read on 16-31 | step at the change | largest step elsewhere | "
+          "frames without one object")
+    print("---|---|---|---|---|---|---")
+    for first, then in SCHEDULES:
+        for seed in seeds:
+            r = schedule_row(model, first, then, 16, seed)
+            print(f"{' / '.join(p.split(' on ')[0] for p in (first, then))} | {seed} | {' '.join(map(str, r['before']))} | "
+                  f"{' '.join(map(str, r['after']))} | {r['change_step']:.3f} | {r['other_max']:.3f} | "
+                  f"{r['not_one_object']}", flush=True)
 
 
 if __name__ == "__main__":
