@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -86,9 +85,10 @@ def generate(
     preview: Preview | None = None,
     preview_every: int = 5,
 ) -> GenerateResult:
-    """One clip for every task. Clips longer than the model's own length are made coarse to fine
-    (`options.coarse`): the whole clip at the trained length first, its frames then kept as
-    keyframes of the full-length clip, whose windows only fill in between, so the windows agree.
+    """One clip for every task. Clips longer than the model's own length, and clips with a prompt
+    schedule, are made coarse to fine (`options.coarse`; `timeline.long_clip`): the whole clip at
+    the trained length first, its frames then kept as keyframes of the full-length clip, whose
+    windows only fill in between, so the windows agree. Loops: `timeline.loop`.
 
     extend: the given video's end (or start, `inputs.backward`) is kept and `options.frames` new
     frames continue it; the result is the whole input plus the new frames.
@@ -100,187 +100,21 @@ def generate(
     options = resolve_options(cfg, options)
     progress = or_silent(progress)
     if task == "extend":
-        return _extend(model, prompt, inputs, options, seed, device, progress, preview, preview_every)
+        return timeline.extend(model, prompt, inputs, options, seed, device, progress, preview, preview_every)
     frames = options.frames or cfg.frames
-    if options.coarse and task in COARSE_TASKS and (frames > cfg.frames or schedule) and not (schedule and options.loop):
-        return _long_clip(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
-    if options.loop and task in LOOP_TASKS and not schedule and frames <= (options.window or cfg.frames):
-        return _loop(model, prompt, task, inputs, options, seed, device, progress, preview, preview_every)
-    return _generate_once(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
+    composed = frames > cfg.frames or schedule
+    if options.coarse and task in timeline.COARSE_TASKS and composed and not (schedule and options.loop):
+        return timeline.long_clip(model, prompt, task, inputs, options, seed, device, progress, schedule, preview,
+                                  preview_every)
+    if options.loop and task in timeline.LOOP_TASKS and not schedule and frames <= (options.window or cfg.frames):
+        return timeline.loop(model, prompt, task, inputs, options, seed, device, progress, preview, preview_every)
+    return run_once(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
 
 
-def _denoise_as(progress: Progress, phase: str) -> Progress:
-    """`progress` with a first pass's "denoise" reported under its own name ("coarse", "draft")."""
-    return lambda name, done, total, **m: progress(phase if name == "denoise" else name, done, total, **m)
-
-
-# Tasks made coarse to fine when longer than the model's clip or given a prompt schedule.
-COARSE_TASKS = ("t2v", "i2v")
-
-
-def _long_clip(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress,
-               schedule: Schedule | None, preview, preview_every, free: frozenset[int] = frozenset()) -> GenerateResult:
-    """A clip longer than the model's, or one with a prompt schedule, coarse to fine.
-
-    1. The whole clip at the model's length, one pass per span of the schedule, each reading its
-       span's prompt; a later span is made as image to video from the frame before it, so it
-       continues the object from where the span before left it. (With all the frames before it
-       known, a new motion word restarted its motion from the world's starting place: jumps of
-       0.11-0.22 frame widths at the change.) A loop's one span: `_loop`.
-    2. When the clip is longer than that, the coarse frames become keyframes spread over it
-       (`keyframe_positions`; the user's own keyframes win, and positions in `free` are left to
-       this pass), and windows, each reading the prompt of its own span, fill in between,
-       starting from the coarse clip stretched in time part-way down the schedule.
-    """
-    cfg = model.config
-    frames = options.frames or cfg.frames
-    spans = _check_schedule(schedule, prompt, frames)
-    length = min(frames, cfg.frames)
-    positions = keyframe_positions(frames, length, loop=options.loop)
-    known = _squeeze(inputs.keyframes, positions)
-    fine = frames > length
-    # 1. the coarse clip, span by span
-    coarse, spent = None, 0.0
-    for k, (start, text) in enumerate(spans):
-        first = next((i for i, p in enumerate(positions) if p >= start), length)
-        if coarse is not None and first >= length:
-            continue  # the span starts after the last coarse frame: the fine pass alone draws it
-        last = k == len(spans) - 1
-        name = "coarse" if fine else "draft" if not last else None
-        say = _denoise_as(progress, name) if name else progress
-        if coarse is None:
-            once = _loop if options.loop else partial(_generate_once, schedule=None)
-            run = once(model, text, task, replace(inputs, keyframes=known), replace(options, frames=length), seed,
-                       device, say, preview=None if name else preview, preview_every=preview_every)
-            coarse = run.frames
-        else:
-            # the span as image to video from the frame before it (the user's keyframes in it kept)
-            lo = first - 1
-            given = {i - lo: f for i, f in ({lo: coarse[lo]} | known).items() if lo <= i < lo + length}
-            run = _generate_once(model, text, "t2v", Inputs(keyframes=given), replace(options, frames=length), seed,
-                                 device, say, None, None if name else preview, preview_every)
-            coarse = np.concatenate([coarse[:first], run.frames[1:1 + length - first]])
-        spent += run.timings["total_s"]
-    if not fine:
-        return replace(run, frames=coarse, timings={**run.timings, "total_s": spent})
-    # 2. the full clip with the coarse frames kept, the user's keyframes, in-betweens from windows
-    keyframes = {p: coarse[i] for i, p in enumerate(positions) if p not in free} | inputs.keyframes
-    stretched = stretch(coarse, positions, frames)
-    result = _generate_once(model, prompt, task, replace(inputs, keyframes=keyframes), options, seed, device, progress,
-                            spans if len(spans) > 1 else None, preview, preview_every,
-                            start=(stretched, FINE_STRENGTH))
-    timings = {**result.timings, "coarse_s": spent, "total_s": result.timings["total_s"] + spent}
-    return replace(result, timings=timings)
-
-
-def _squeeze(keyframes: dict[int, np.ndarray], positions: list[int]) -> dict[int, np.ndarray]:
-    """The keyframes of a long clip as keyframes of its coarse clip: the one at a coarse frame's
-    position, and each of the others on its nearest coarse frame (of two as near, one still free)
-    if no keyframe took it; the fine pass keeps them all."""
-    out = {i: keyframes[p] for i, p in enumerate(positions) if p in keyframes}
-    for p in sorted(set(keyframes) - set(positions)):
-        gap = min(abs(q - p) for q in positions)
-        nearest = [i for i, q in enumerate(positions) if abs(q - p) == gap and i not in out]
-        if nearest:
-            out[nearest[0]] = keyframes[p]
-    return out
-
-
-# Tasks whose loops of one window's length are made in two passes (`_loop`); longer loops are made
-# coarse to fine from one, and a loop with a prompt schedule by windows around the circle alone.
-LOOP_TASKS = ("t2v", "i2v", "cinemagraph")
-# The share of a loop's first pass kept, around its middle, when the seam is made.
-LOOP_KEPT = 0.375
-
-
-def _loop(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress, preview,
-          preview_every) -> GenerateResult:
-    """A loop of one window's length, in two passes: the clip, then its seam. The middle
-    `LOOP_KEPT` of the clip is kept; one window starting half-way round the circle (the clip rolled
-    by half, its last frame next to its first in the window's middle) regenerates the rest, so the
-    end leads into the start as any frame leads into the next. Windows averaged around the circle
-    in one pass instead disagree about where the motion starts (README, Time)."""
-    frames = options.frames or model.config.frames
-    # 1. the clip, as if it were not a loop
-    draft = _generate_once(model, prompt, task, inputs, replace(options, loop=False), seed, device,
-                           _denoise_as(progress, "draft"), None, None, preview_every)
-    # 2. its middle known (the user's own keyframes win), the seam made in the middle of one window
-    cut = round(frames * (1 - LOOP_KEPT) / 2)
-    kept = {i: draft.frames[i] for i in range(cut, frames - cut)}
-    seam = _generate_once(model, prompt, task, replace(inputs, keyframes=kept | inputs.keyframes), options, seed,
-                          device, progress, None, preview, preview_every, loop_starts=(frames // 2,))
-    timings = {**seam.timings, "draft_s": draft.timings["total_s"],
-               "total_s": seam.timings["total_s"] + draft.timings["total_s"]}
-    return replace(seam, timings=timings)
-
-
-# How much of the schedule the fine pass of a long clip runs from the stretched coarse clip: enough
-# to turn the blend between keyframes into one object in between, little enough to keep the path.
-FINE_STRENGTH = 0.6
-
-
-def stretch(coarse: np.ndarray, positions: list[int], frames: int) -> np.ndarray:
-    """uint8 (frames, h, w, c): `coarse` frame i at positions[i], linear blends in between (after
-    the last position, towards the first frame again: a loop's keyframes stop short of the end)."""
-    if positions[-1] < frames - 1:
-        positions, coarse = [*positions, frames], np.concatenate([coarse, coarse[:1]])
-    t = np.arange(frames, dtype=np.float64)
-    right = np.clip(np.searchsorted(positions, t, side="right"), 1, len(positions) - 1)
-    lo, hi = np.asarray(positions)[right - 1], np.asarray(positions)[right]
-    w = np.clip((t - lo) / np.maximum(hi - lo, 1), 0, 1)[:, None, None, None]
-    out = (1 - w) * coarse[right - 1] + w * coarse[right]
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def keyframe_positions(frames: int, coarse: int, *, loop: bool = False) -> list[int]:
-    """Where the `coarse` frames of a clip at the trained length fall in one of `frames` frames:
-    spread evenly from the first frame to the last (a loop: around the circle)."""
-    if loop:
-        return [round(i * frames / coarse) for i in range(coarse)]
-    return [round(i * (frames - 1) / (coarse - 1)) for i in range(coarse)]
-
-
-def _extend(model, prompt, inputs: Inputs, options: SampleOptions, seed, device, progress, preview, preview_every):
-    """`options.frames` new frames after the given video (before it, `inputs.backward`). The
-    video's last frames (first, backward; as many as the longer of the model's clip and the new
-    frames) are keyframes of one clip that also holds the new frames, made coarse to fine like any
-    long clip: the coarse pass sees the given motion squeezed to the model's length and carries it
-    on, so the new frames continue it at its own speed. The keys of the temporal block just past
-    the join are left to the fine pass, which sees the given frames at their own pace. (A window
-    holding the last frames at its start replays the world's clip from its beginning instead: the
-    motion turned back.) The result is the whole input plus the new frames."""
-    cfg = model.config
-    if inputs.video is None:
-        raise UsageError("extend needs --video")
-    video, new, m = inputs.video, options.frames or cfg.frames, cfg.unet.frame_multiple
-    _check(model, prompt, "t2v", Inputs(video=video), replace(options, frames=None))
-    context = min(len(video), max(cfg.frames, new))
-    while context > 1 and (context + new) % m:
-        context -= 1
-    if (context + new) % m:
-        raise UsageError(f"extend: {new} new frames cannot join the input (make --frames a multiple of {m})")
-    # 1. the given frames known at the clip's start (its end, backward), the new frames generated
-    given = video[-context:] if not inputs.backward else video[:context]
-    offset = 0 if not inputs.backward else new
-    keyframes = {offset + i: f for i, f in enumerate(given)}
-    join = range(context, context + m) if not inputs.backward else range(new - m, new)
-    opts = replace(options, frames=context + new, loop=False)
-    if opts.frames > cfg.frames and options.coarse:
-        result = _long_clip(model, prompt, "t2v", Inputs(keyframes=keyframes), opts, seed, device, progress, None,
-                            preview, preview_every, free=frozenset(join))
-    else:
-        result = _generate_once(model, prompt, "t2v", Inputs(keyframes=keyframes), opts, seed, device, progress, None,
-                                preview, preview_every)
-    # 2. the whole input and the new frames
-    fresh = result.frames[context:] if not inputs.backward else result.frames[:new]
-    clip = np.concatenate([video, fresh]) if not inputs.backward else np.concatenate([fresh, video])
-    return replace(result, frames=clip, seed=seed)
-
-
-def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress,
-                   schedule: Schedule | None, preview: Preview | None, preview_every: int,
-                   start: tuple[np.ndarray, float] | None = None,
-                   loop_starts: tuple[int, ...] | None = None) -> GenerateResult:
+def run_once(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress,
+             schedule: Schedule | None, preview: Preview | None, preview_every: int,
+             start: tuple[np.ndarray, float] | None = None,
+             loop_starts: tuple[int, ...] | None = None) -> GenerateResult:
     """One sampling run. start = (clip, strength): begin from `clip` noised to `strength` of the
     schedule instead of from pure noise (SDEdit; edit's own input). loop_starts: a loop's windows'
     first frames (None: spread evenly round the circle)."""
@@ -288,11 +122,11 @@ def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, 
     cfg = model.config
 
     # 1. check inputs: every problem is a one-line UsageError/InputError, before any work
-    frames = _check(model, prompt, task, inputs, options)
+    frames = check(model, prompt, task, inputs, options)
     if task == "edit" and inputs.strength == 0:  # nothing of the schedule to run: the input itself
         return GenerateResult(frames=inputs.video[:frames].copy(), seed=seed, fps=cfg.fps,
                               timings=_timings(t_start, t_start, t_start))
-    schedule = _check_schedule(schedule, prompt, frames)
+    schedule = check_schedule(schedule, prompt, frames)
 
     # 2. encode the prompts and the negative prompt (the unconditional branch of guidance)
     progress("encode", 0, 1)
@@ -348,7 +182,7 @@ def _generate_once(model, prompt, task, inputs: Inputs, options: SampleOptions, 
     )
 
 
-def _check_schedule(schedule: Schedule | None, prompt: str, frames: int) -> Schedule:
+def check_schedule(schedule: Schedule | None, prompt: str, frames: int) -> Schedule:
     """The prompt schedule, starting at frame 0 with `prompt`, each start inside the clip and later
     than the one before."""
     if not schedule:
@@ -431,7 +265,7 @@ def generate_batch(
         return []
     options = resolve_options(cfg, options)
     for prompt in prompts:
-        frames = _check(model, prompt, "t2v", Inputs(), options)
+        frames = check(model, prompt, "t2v", Inputs(), options)
 
     progress("encode", 0, 1)
     with torch.inference_mode():
@@ -522,7 +356,7 @@ def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, kn
         return sampler(denoiser, x, sigmas, extra_args=cond, generator=generators, callback=callback, **extra)
 
 
-def _check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: SampleOptions) -> int:
+def check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: SampleOptions) -> int:
     cfg = model.config
     if not prompt or not prompt.strip():
         raise UsageError("empty prompt: describe the clip, e.g. \"a red circle moving left on a black background\"")
@@ -616,3 +450,7 @@ def _conditioning(task: str, inputs: Inputs, frames: int, size: int):
     if not known_mask.any():
         return None, None
     return known, known_mask
+
+
+# The compositions of runs (long clips, schedules, loops, extend) call back into this module.
+from . import timeline  # noqa: E402

@@ -9,7 +9,8 @@ import torch
 from lumiere_cli.config import SampleOptions
 from lumiere_cli.diffusion.wrappers import TemporalWindows, loop_starts
 from lumiere_cli.errors import UsageError
-from lumiere_cli.pipeline import Inputs, generate, keyframe_positions
+from lumiere_cli.pipeline import Inputs, generate
+from lumiere_cli.timeline import keyframe_positions
 
 
 class Recorder(torch.nn.Module):
@@ -68,11 +69,11 @@ def test_window_weights_keep_each_frame_to_its_own_spans_windows():
 
 
 def test_long_clip_keyframes_land_on_their_coarse_frames():
-    from lumiere_cli.pipeline import _squeeze
+    from lumiere_cli.timeline import squeeze
 
     frames = {p: np.full((1,), p) for p in (0, 2, 3, 31)}
     positions = keyframe_positions(32, 16)  # 0, 2, 4, ..., 31
-    squeezed = _squeeze(frames, positions)
+    squeezed = squeeze(frames, positions)
     assert {i: int(f[0]) for i, f in squeezed.items()} == {0: 0, 1: 2, 2: 3, 15: 31}  # 3 beside 2: on 4's frame
 
 
