@@ -209,6 +209,8 @@ def test_eval_table_and_json(env):
     r = invoke("eval", "--n", 1, "--steps", 1, "--json-out", "e.json", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "held_in" in r.stdout and "held_out" in r.stdout and "grain" in r.stdout
+    # piped, every cell whole: Rich's default 80 columns cut them ("held_…", "backg…")
+    assert "all correct (matched filter)" in r.stdout and "…" not in r.stdout
     report = json.loads(Path("e.json").read_text())
     assert report["splits"]["held_in"]["grain"] >= 0 and "grain" in report["samples"][0]["detected"]
     assert set(report["splits"]) == {"held_in", "held_out"}

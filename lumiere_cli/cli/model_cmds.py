@@ -10,7 +10,7 @@ import typer
 
 from lumiere_cli.choices import Layouts, Stage
 from lumiere_cli.cli import options as o
-from lumiere_cli.cli.ui import UI, handle_errors
+from lumiere_cli.cli.ui import UI, handle_errors, table_console
 from lumiere_cli.cli.upscale import BaseOnly, SsrNoise, SsrSteps
 from lumiere_cli.errors import InputError, UsageError
 
@@ -55,10 +55,9 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
     if json:
         typer.echo(jsonlib.dumps(summary, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    out = Console(highlight=False)
+    out = table_console()
     t = Table(title="lumiere model", show_header=False)
     t.add_row("weights", f"{winfo['path']}  (hash {winfo['hash'][:12]})")
     t.add_row("clip", f"{cfg.frames} frames at {cfg.fps} fps, {cfg.size}x{cfg.size} px")
@@ -329,7 +328,6 @@ def eval_(
     if json:
         typer.echo(jsonlib.dumps(data, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
 
     caption = report.caption()
@@ -342,7 +340,7 @@ def eval_(
     rows = [row for row in report.rows()]
     if cascade is not None:
         rows += [(f"{row[0]}, cascade {ssr.config.out_size}px", *row[1:]) for row in cascade.rows()]
-    console = Console(highlight=False)
+    console = table_console()
     for title, columns, note in (("lumiere eval (strict)", eval_mod.RATE_COLUMNS, None),
                                  ("against the best-fitting render", eval_mod.MEASURE_COLUMNS, caption)):
         table = Table(title=title, caption=note)

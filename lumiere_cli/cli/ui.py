@@ -30,6 +30,16 @@ def error_console() -> Console:
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 
+# Piped or redirected, Rich assumes 80 columns and cuts table cells to fit ("held_…"); a table read
+# by a script or a log file gets room for every cell instead.
+PIPED_WIDTH = 200
+
+
+def table_console() -> Console:
+    """The console tables are printed on (stdout): the terminal's width, or PIPED_WIDTH off a terminal."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPED_WIDTH)
+
+
 def report_error(message: str) -> None:
     """One `error:` line per problem (a batch may report several)."""
     console = error_console()
