@@ -15,6 +15,9 @@ stream, seed + stage index). E.g. t2i and video stages of the step counts of run
 plans/shapes.json (2026-11-24), on the shipped weights:
     --init lumiere_cli/shipped --text-steps 0 --t2i-steps 4000 --video-steps 2200 --motion-steps 0 --polish-steps 0
 
+On an accelerator (scripts/device_train.sh): bigger batches, the same steps, e.g.
+    --device cuda --batch-scale 8 --lr-scale 2
+
 Under torchrun every process runs this script; rank 0 writes. Progress lines go to stdout.
 """
 
@@ -43,6 +46,10 @@ def main() -> None:
     ap.add_argument("--init", default=None, help="weights to start the first stage from")
     ap.add_argument("--seed", type=int, default=0, help="data seed (stage k uses seed + k)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch-scale", type=int, default=1,
+                    help="every stage's batch times this (an accelerator: 8-16); steps stay as given")
+    ap.add_argument("--lr-scale", type=float, default=1.0, help="every stage's peak learning rate times this")
+    ap.add_argument("--workers", type=int, default=2, help="data processes per training process")
     args = ap.parse_args()
     rank0 = os.environ.get("RANK", "0") == "0"
     t0 = time.time()
@@ -68,9 +75,10 @@ def main() -> None:
     for k, (name, stage, steps, kw) in enumerate(plan):
         if steps <= 0:
             continue
+        kw = dict(kw, batch_size=kw["batch_size"] * args.batch_scale, lr=kw["lr"] * args.lr_scale)
         cfg = TrainConfig(stage=stage, out_dir=f"{args.out}/{name}", init=init,
                           steps=steps, device=args.device, log_every=25, checkpoint_every=250,
-                          seed=args.seed + k, **kw)
+                          seed=args.seed + k, workers=args.workers, **kw)
         init = str(train(cfg, progress=log(name)))
         if rank0:
             print(f"stage {name} done: {init}", flush=True)
