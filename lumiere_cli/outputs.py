@@ -311,6 +311,7 @@ def metadata(*, task: str, prompt: str, seed: int, options: Any, fps: float, fra
         "schedule_shift": options.schedule_shift,
         "steps": options.steps,
         "guidance": options.guidance,
+        **({"bf16": True} if options.bf16 else {}),  # fp32 clips keep their bytes
         "frames": frames,
         "fps": fps,
         "size": list(size),

@@ -205,7 +205,7 @@ def _tasks_taking(name: str) -> list[str]:
 ITEM_KEYS = frozenset({
     "prompt", "negative", "seed", "steps", "guidance", "sampler", "schedule_shift", "frames", "fps", "output",
     "image", "video", "mask", "strength", "stride", "input_fps", "last_image", "keyframes", "backward", "loop",
-    "schedule",
+    "schedule", "bf16",
 })
 _PATH_KEYS = ("image", "video", "mask", "last_image")
 _TYPES = {"negative": (str,), "sampler": (str,), **{k: (str, os.PathLike) for k in ("output", *_PATH_KEYS)}}
@@ -233,13 +233,13 @@ def build(task: Task | str, fields: dict[str, Any], *, output: OutputSpec, style
 
             path = inside(output.out_dir, fields["output"]) if item_output else Path(fields["output"])
             spec = replace(output, path=path)
-        for key in ("backward", "loop"):
+        for key in ("backward", "loop", "bf16"):
             if not isinstance(fields.get(key, False), bool):
                 raise UsageError(f"{key} must be true or false, got {fields[key]!r}")
         options = SampleOptions(
             steps=fields.get("steps"), guidance=fields.get("guidance"), sampler=fields.get("sampler"),
             negative=fields.get("negative") or "", frames=fields.get("frames"),
-            schedule_shift=fields.get("schedule_shift"), loop=fields.get("loop", False),
+            schedule_shift=fields.get("schedule_shift"), loop=fields.get("loop", False), bf16=fields.get("bf16", False),
         )
         inputs = InputFiles(
             **{k: Path(fields[k]) if fields.get(k) is not None else None for k in _PATH_KEYS},

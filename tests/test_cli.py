@@ -110,6 +110,10 @@ def test_t2v_mp4_reads_back_with_parameters(env, model_cfg):
     r = invoke("t2v", "a red circle moving left", "--seed", 5, "--json", "--schedule-shift", 3, *FAST)
     (rec,) = json_lines(r)
     assert json.loads(Path(rec["sidecar"]).read_text())["schedule_shift"] == 3.0
+    assert "bf16" not in meta  # fp32 clips carry no bf16 key: their bytes stay as they were
+    r = invoke("t2v", "a red circle moving left", "--seed", 5, "--json", "--bf16", *FAST)
+    (rec,) = json_lines(r)
+    assert r.exit_code == 0 and video_io.read_metadata(rec["path"])["bf16"] is True
 
 
 def test_random_seed_is_reported_and_default_names_never_collide(env):
@@ -268,14 +272,15 @@ def test_a_batch_is_checked_whole_before_anything_is_generated(env, model_cfg):
         '{"prompt": "two", "output": "same.gif"}\n'  # two items, one name
         '{"prompt": "three", "output": "../../escape.gif"}\n'  # leaves --out-dir
         '{"prompt": "four", "output": "/tmp/abs.gif"}\n'  # absolute
+        '{"prompt": "five", "bf16": "yes"}\n'  # not a boolean
     )
     r = invoke("t2v", "--prompts", "p.txt", "--json", "--out-dir", "outs", *FAST)
     assert r.exit_code == 2, r.output
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     for lineno, words in ((2, "colour"), (3, "guidance"), (4, "invalid JSON"), (5, "frames"), (7, "same.gif"),
-                          (8, "leaves --out-dir"), (9, "absolute")):
+                          (8, "leaves --out-dir"), (9, "absolute"), (10, "bf16 must be true or false")):
         assert any(f"p.txt:{lineno}:" in e and words in e for e in errors), (lineno, r.stderr)
-    assert len(errors) == 7 and "loading model" not in r.stderr and "Traceback" not in r.output
+    assert len(errors) == 8 and "loading model" not in r.stderr and "Traceback" not in r.output
     assert not json_lines(r) and not any(Path("outs").iterdir() if Path("outs").exists() else [])
 
 

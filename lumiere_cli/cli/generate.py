@@ -50,6 +50,7 @@ class Shared:
     base_only: bool
     ssr_steps: int | None
     ssr_noise: float | None
+    bf16: bool
 
 
 def _shared(
@@ -61,7 +62,7 @@ def _shared(
     overwrite: o.Overwrite = False, preview: o.Preview = None, preview_every: o.PreviewEvery = 5,
     prompts: o.Prompts = None, json: o.Json = False, quiet: o.Quiet = False,
     weights: o.Weights = None, device: o.DeviceOpt = Device.auto,
-    base_only: BaseOnly = False, ssr_steps: SsrSteps = None, ssr_noise: SsrNoise = None,
+    base_only: BaseOnly = False, ssr_steps: SsrSteps = None, ssr_noise: SsrNoise = None, bf16: o.Bf16 = False,
 ) -> None:
     """The signature the shared options are declared in."""
 
@@ -96,7 +97,7 @@ def _run(task: Task, s: Shared, prompt: str | None, inputs: dict, style=None) ->
     common = {"negative": s.negative or None, "seed": s.seed, "steps": s.steps, "guidance": s.guidance,
               "sampler": s.sampler.value if s.sampler else None, "schedule_shift": s.schedule_shift,
               "frames": s.frames, "fps": s.fps, "base_only": s.base_only or None, "ssr_steps": s.ssr_steps,
-              "ssr_noise": s.ssr_noise, **inputs}
+              "ssr_noise": s.ssr_noise, "bf16": s.bf16 or None, **inputs}
     output = OutputSpec(path=s.output, out_dir=s.out_dir, format=s.format, overwrite=s.overwrite,
                         display_scale=s.display_scale, display_filter=s.display_filter.value,
                         preview=s.preview, preview_every=s.preview_every)

@@ -67,12 +67,17 @@ InputFps = _number(
     "(a PNG folder: 8 unless its metadata says).",
 )
 
+Bf16 = Annotated[bool, typer.Option(
+    "--bf16", help="Sample in bf16 where the hardware runs it natively (GPUs, CPUs with AMX or AVX512-BF16), "
+    "else fp32 as without it: faster for batches there, the same clips up to rounding (recorded in the clip).",
+    rich_help_panel=SAMPLING)]
 Loop = Annotated[bool, typer.Option("--loop", help="A seamless loop: windows wrap around the end, so the last "
                                     "frame flows into the first (and gif/webp/mp4 play on repeat).")]
 PromptAt = Annotated[
     Optional[list[str]],
     typer.Option("--prompt-at", metavar="FRAME:PROMPT", help="What the clip shows from FRAME on (repeatable), e.g. "
-                 "--prompt-at 16:\"a red circle moving up\"; PROMPT holds from frame 0. Blended where windows overlap.",
+                 "--prompt-at 16:\"a red circle moving up\"; PROMPT holds from frame 0. Each span starts from the frame "
+                 "before it.",
                  show_default=False),
 ]
 
