@@ -253,7 +253,8 @@ def build(task: Task | str, fields: dict[str, Any], *, output: OutputSpec, style
     request = Request(prompt=fields.get("prompt") or "", task=Task.parse(task, "task"), inputs=inputs,
                       options=options, output=spec, seed=fields.get("seed"), fps=fields.get("fps"), style=style,
                       schedule=tuple((f, p) for f, p in schedule), index=index, where=where)
-    cascade = {"ssr": SSROptions(steps=fields.get("ssr_steps"), noise=fields.get("ssr_noise")),
+    cascade = {"ssr": SSROptions(steps=fields.get("ssr_steps"), noise=fields.get("ssr_noise"),
+                                 bf16=fields.get("bf16", False)),
                "base_only": fields.get("base_only") or False}
     return replace(request, **cascade).validated()
 

@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=None, help="conditioning augmentation level (default: the SSR's)")
     ap.add_argument("--no-prompt", action="store_true", help="upscale without the clip's caption")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast where the hardware runs it natively")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
     if args.threads:
@@ -37,7 +38,7 @@ def main() -> None:
     ssr = load_ssr(args.ssr)
     t0 = time.perf_counter()
     report = fidelity(ssr, n=args.n, seed=args.seed, frames=args.frames, prompt=not args.no_prompt,
-                      options=SSROptions(steps=args.steps, noise=args.noise),
+                      options=SSROptions(steps=args.steps, noise=args.noise, bf16=args.bf16),
                       progress=lambda k, n: print(f"{k}/{n} clips", file=sys.stderr, flush=True))
     o = report["options"]
     print(f"{args.n} held-out clips, {args.frames} frames, {ssr.config.size} -> {ssr.config.out_size} px; SSR: "
