@@ -204,10 +204,15 @@ def _span_of(schedule: Schedule, frame: int) -> int:
     return sum(start <= frame for start, _ in schedule) - 1
 
 
+def _window_span(schedule: Schedule, idx: torch.Tensor) -> int:
+    """The span a window (its frame indices) reads: the one that holds its middle frame."""
+    return _span_of(schedule, int(idx[len(idx) // 2]))
+
+
 def _window_text(schedule: Schedule, texts: dict[str, dict]) -> Callable[[torch.Tensor], dict]:
-    """For a window (its frame indices): the text of the prompt that holds at its middle frame."""
+    """For a window (its frame indices): the text of the prompt of the span it reads."""
     def text_for(idx: torch.Tensor) -> dict:
-        return texts[schedule[_span_of(schedule, int(idx[len(idx) // 2]))][1]]
+        return texts[schedule[_window_span(schedule, idx)][1]]
 
     return text_for
 
@@ -220,9 +225,8 @@ OTHER_SPAN_WEIGHT = 1e-3
 def _window_weights(schedule: Schedule) -> Callable[[torch.Tensor], torch.Tensor]:
     """For a window (its frame indices): 1 in the frames of the span it reads, else OTHER_SPAN_WEIGHT."""
     def weights_for(idx: torch.Tensor) -> torch.Tensor:
-        own = _span_of(schedule, int(idx[len(idx) // 2]))
         spans = torch.tensor([_span_of(schedule, int(i)) for i in idx])
-        return torch.where(spans == own, 1.0, OTHER_SPAN_WEIGHT)
+        return torch.where(spans == _window_span(schedule, idx), 1.0, OTHER_SPAN_WEIGHT)
 
     return weights_for
 

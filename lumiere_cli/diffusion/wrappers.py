@@ -238,8 +238,12 @@ class TemporalWindows(nn.Module):
             d = self.model(x.index_select(2, idx), sigma, **window_kwargs)
             if total is None:
                 total = d.new_zeros(*d.shape[:2], frames, *d.shape[3:])  # (b, c, t, h, w)
-            w = torch.ones_like(idx, dtype=count.dtype) if self.window_weights is None else self.window_weights(idx)
-            total.index_add_(2, idx, d * rearrange(w.to(d), "t -> 1 1 t 1 1"))
-            count.index_add_(0, idx, w.to(count))
+            if self.window_weights is None:  # the plain average: no weighted copy of every estimate
+                total.index_add_(2, idx, d)
+                count.index_add_(0, idx, torch.ones_like(idx, dtype=count.dtype))
+            else:
+                w = self.window_weights(idx).to(d)
+                total.index_add_(2, idx, d * rearrange(w, "t -> 1 1 t 1 1"))
+                count.index_add_(0, idx, w.to(count))
         # 3. per-frame (weighted) average of the overlapping estimates
         return total / rearrange(count, "t -> 1 1 t 1 1").to(total)
