@@ -20,6 +20,14 @@ TINY_CONFIG = ModelConfig(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory):
+    """No test reads or writes the user's cache (style weights, remembered scans)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 def make_tiny_model(seed: int = 0):
     from lumiere_cli.model import LumiereModel
 

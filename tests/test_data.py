@@ -324,6 +324,73 @@ def test_data_check_needs_no_torch(folder):
     assert "NO TORCH" in r.stderr, r.stderr[-2000:]
 
 
+def _copy_folder(folder, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(folder["root"], dest)
+    return dest
+
+
+def test_a_second_survey_opens_no_unchanged_file_and_finds_the_same(folder, tmp_path, monkeypatch):
+    from lumiere_cli.data import media
+    from lumiere_cli.data.check import survey
+
+    root = _copy_folder(folder, tmp_path / "data")
+    first = survey(root, model=TINY, stage="video")
+    assert first.reused == 0
+    opened = []
+    real = media.scan_entry
+    monkeypatch.setattr(media, "scan_entry", lambda e: opened.append(e.where) or real(e))
+    again = survey(root, model=TINY, stage="video")
+    assert opened == [] and again.reused == len(first.scanned) + 2  # corrupt.mp4, cut.mp4: remembered too
+    assert again.items == first.items and again.problems == first.problems and again.bucket_of == first.bucket_of
+
+    # a file rewritten, a caption changed, one file gone: only the rewritten file is opened again
+    (root / "short.mp4").write_bytes((root / "testsrc.mp4").read_bytes())
+    caption(root / "life.mp4", "a game of life, recaptioned")
+    (root / "mandelbrot.mp4").unlink()
+    third = survey(root, model=TINY, stage="video")
+    assert opened == ["short.mp4"]
+    assert "short.mp4" not in {p.where for p in third.problems}
+    assert next(x.entry.text for x in third.items if x.entry.where == "life.mp4") == "a game of life, recaptioned"
+    assert len(third.items) == len(first.items)  # short.mp4 now trains, mandelbrot.mp4 is gone
+    assert survey(root, model=TINY, stage="video", rescan=True).reused == 0 and len(opened) > 1
+
+
+def test_a_broken_or_unwritable_scan_cache_only_costs_time(folder, tmp_path, monkeypatch):
+    from lumiere_cli.data.check import survey
+    from lumiere_cli.data.scan_cache import ScanCache
+
+    root = _copy_folder(folder, tmp_path / "data")
+    expected = survey(root, model=TINY, stage="video", rescan=True)
+    path = ScanCache(root).path
+    for junk in (b"", b"{not json", b'{"version": 1, "scans": []}', b"\xff\xfe", b'{"version": 1, "scans": {"x": 1}}'):
+        path.write_bytes(junk)
+        got = survey(root, model=TINY, stage="video")
+        assert got.reused == 0 and got.items == expected.items and got.problems == expected.problems
+        assert json.loads(path.read_text())["version"] == 1  # written anew
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))
+    (tmp_path / "a-file").write_text("not a folder")
+    assert survey(root, model=TINY, stage="video").items == expected.items
+
+
+def test_concurrent_surveys_leave_a_readable_scan_cache(folder, tmp_path):
+    root = _copy_folder(folder, tmp_path / "data")
+    code = (f"from conftest import TINY_CONFIG as T\nfrom dataclasses import replace\n"
+            f"from lumiere_cli.data.check import survey\n"
+            f"for _ in range(3): s = survey({str(root)!r}, model=replace(T, vocabulary=()), stage='video', rescan=True)\n"
+            f"print(len(s.items))")
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": f"{here.parent}{os.pathsep}{here}"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [o.strip() for o, _ in outs] == ["10"] * 3, [e[-1000:] for _, e in outs]
+    from lumiere_cli.data.check import survey
+
+    assert survey(root, model=TINY, stage="video").reused == 14 + 2
+
+
 # --------------------------------------------------------------------------------- batches
 
 

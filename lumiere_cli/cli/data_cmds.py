@@ -40,11 +40,14 @@ def check(
     config: Annotated[Optional[str], typer.Option(help="ModelConfig changes, inline JSON or a .json file (as train "
                                                        "--config).", show_default=False)] = None,
     bucket: Bucket = None,
+    rescan: Annotated[bool, typer.Option(help="Open every file again, even those unchanged since an earlier "
+                                              "check or training run.")] = False,
     json: o.Json = False,
 ) -> None:
     """Dry-run a dataset: entries, how many decode, durations, sizes and frame rates, clips per
     bucket, and every unusable entry with its reason. Reads headers and seeks, never decodes whole
-    files; exit code 3 when nothing is usable.
+    files, and does not open again a file unchanged (size, modification time) since an earlier
+    check or training run; exit code 3 when nothing is usable.
 
     Example: [bold]lumiere data check clips/ --config '{"frames": 16, "size": 64}'[/]
     """
@@ -55,7 +58,7 @@ def check(
 
     buckets = [parse_bucket(b) for b in bucket] if bucket else None
     model = model_config(init, _load_json_arg(config) if config else None)
-    report = check_data(data, model=model, stage=stage.value, buckets=buckets)
+    report = check_data(data, model=model, stage=stage.value, buckets=buckets, rescan=rescan)
     if json:
         typer.echo(jsonlib.dumps(report.to_dict()))
     else:

@@ -17,6 +17,7 @@ from ..config import ModelConfig
 from .buckets import Bucket, fit, stage_buckets
 from .entries import Listing, Problem, read_entries
 from .media import Scanned, scan
+from .scan_cache import ScanCache
 
 DURATION_BINS = ((1, "<1 s"), (2, "1-2 s"), (5, "2-5 s"), (10, "5-10 s"), (30, "10-30 s"), (60, "30-60 s"),
                  (300, "1-5 min"), (float("inf"), ">=5 min"))
@@ -36,6 +37,7 @@ class Survey:
     bucket_of: list[int] = field(default_factory=list)
     scanned: list[Scanned] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    reused: int = 0  # entries whose remembered scan was used (`scan_cache`)
 
     @property
     def entries(self) -> int:
@@ -59,13 +61,18 @@ def _reason_kind(reason: str) -> str:
 
 
 def survey(data: str | os.PathLike, *, model: ModelConfig, stage: str,
-           buckets: Sequence[Sequence[int]] | None = None, threads: int = 4) -> Survey:
-    """List, scan and bucket a dataset for `stage` of a model with config `model`. InputError for
+           buckets: Sequence[Sequence[int]] | None = None, threads: int = 4, rescan: bool = False) -> Survey:
+    """List, scan and bucket a dataset for `stage` of a model with config `model`. Files scanned
+    before and unchanged since are not opened again (`scan_cache`) unless `rescan`. InputError for
     a path that is no dataset; UsageError for buckets the model cannot take."""
     chosen = stage_buckets(model, stage, buckets)
     listing = read_entries(data)
     out = Survey(listing, stage, float(model.fps), chosen, problems=list(listing.problems))
-    for result in scan(listing.entries, threads=threads):
+    cache = ScanCache(data, fresh=rescan)
+    results = scan(listing.entries, threads=threads, cache=cache)
+    cache.save()
+    out.reused = cache.reused
+    for result in results:
         if isinstance(result, Problem):
             out.problems.append(result)
             continue
@@ -113,7 +120,7 @@ class DataReport:
         return {
             "data": str(s.listing.source), "kind": s.listing.kind, "stage": s.stage,
             "model": {"frames": self.model.frames, "size": self.model.size, "fps": self.model.fps},
-            "entries": s.entries, "decoded": len(s.scanned), "usable": len(s.items),
+            "entries": s.entries, "decoded": len(s.scanned), "usable": len(s.items), "scans_reused": s.reused,
             "videos": len(videos), "images": len(s.scanned) - len(videos),
             "durations": {name: durations[name] for _, name in DURATION_BINS if durations[name]},
             "sizes": top,
@@ -136,6 +143,9 @@ class DataReport:
             f"fps: {hist(d['fps'])}",
             "clips per bucket (frames x size): " + hist(d["buckets"]),
         ]
+        if d["scans_reused"]:
+            lines.append(f"{_count(d['scans_reused'], 'file')} not opened again: unchanged since an earlier scan "
+                         "(--rescan opens every file)")
         if d["unusable"]:
             lines.append(f"unusable ({len(d['unusable'])}):")
             lines += [f"  {p['entry']}: {p['reason']}" for p in d["unusable"]]
@@ -164,9 +174,9 @@ def model_config(init: str | os.PathLike | None = None, overrides: dict[str, Any
 
 
 def check_data(data: str | os.PathLike, *, model: ModelConfig, stage: str = "video",
-               buckets: Sequence[Sequence[int]] | None = None, threads: int = 4) -> DataReport:
+               buckets: Sequence[Sequence[int]] | None = None, threads: int = 4, rescan: bool = False) -> DataReport:
     """The report `lumiere data check` shows for training `stage` of a model with config `model`."""
-    return DataReport(survey(data, model=model, stage=stage, buckets=buckets, threads=threads), model)
+    return DataReport(survey(data, model=model, stage=stage, buckets=buckets, threads=threads, rescan=rescan), model)
 
 
 __all__ = ["DURATION_BINS", "DataReport", "Survey", "check_data", "model_config", "survey"]

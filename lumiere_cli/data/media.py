@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from ..errors import InputError
 from .entries import Entry, Problem
+
+if TYPE_CHECKING:
+    from .scan_cache import ScanCache
 
 _EPS = 1e-6
 
@@ -120,13 +123,22 @@ def scan_entry(entry: Entry) -> Scanned | Problem:
     return Scanned(entry, "video", info.width, info.height, fps, n, start, n / fps)
 
 
-def scan(entries: Iterable[Entry], *, threads: int = 4) -> list[Scanned | Problem]:
-    """`scan_entry` for each entry, in order (a few at once: decoders release the GIL)."""
+def scan(entries: Iterable[Entry], *, threads: int = 4, cache: ScanCache | None = None) -> list[Scanned | Problem]:
+    """`scan_entry` for each entry, in order (a few at once: decoders release the GIL). With a
+    `cache`, an unchanged file's remembered scan is used and every new scan is remembered."""
     entries = list(entries)
-    if threads <= 1 or len(entries) <= 1:
-        return [scan_entry(e) for e in entries]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(scan_entry, entries))
+    known = [cache.get(e) if cache else None for e in entries]
+    todo = [e for e, k in zip(entries, known) if k is None]
+    if threads <= 1 or len(todo) <= 1:
+        fresh = [scan_entry(e) for e in todo]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            fresh = list(pool.map(scan_entry, todo))
+    if cache:
+        for e, result in zip(todo, fresh):
+            cache.put(e, result)
+    it = iter(fresh)
+    return [k if k is not None else next(it) for k in known]
 
 
 def _fit_short_side(frame: np.ndarray, size: int) -> np.ndarray:
