@@ -77,6 +77,9 @@ class UNetConfig:
 DEFAULT_GUIDANCE = 5.0  # for models whose config recommends no scale of their own
 DEFAULT_SAMPLER = "dpmpp-2m"  # likewise for the sampler
 DEFAULT_STEPS = 25  # and for the number of sampling steps
+# Below this noise level (log-SNR 0: as much signal as noise) sampling guides with the low-noise
+# scale (`SampleOptions.guidance_low`): edges and colours are drawn there, layout and motion above.
+LOW_NOISE_SIGMA = 1.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class DiffusionConfig:
     # The classifier-free guidance scale sampling uses by default; None: DEFAULT_GUIDANCE. Chosen
     # per model by eval: past the scale a model needs, guidance only adds grain and flicker.
     sample_guidance: float | None = None
+    # The guidance scale below LOW_NOISE_SIGMA when sampling on the default scale; None: the same
+    # scale throughout. Chosen per model by eval: a small model's low-noise estimates need little.
+    sample_guidance_low: float | None = None
     # The sampler used by default; None: DEFAULT_SAMPLER. Chosen per model by eval too: a small
     # model's low-noise estimates carry grain that a second-order solver extrapolates.
     sample_sampler: str | None = None
@@ -118,6 +124,13 @@ class DiffusionConfig:
     def sampling_guidance(self) -> float:
         """The guidance scale sampling uses when the caller names none."""
         return DEFAULT_GUIDANCE if self.sample_guidance is None else self.sample_guidance
+
+    def sampling_guidance_low(self, guidance: float | None = None) -> float:
+        """The scale below LOW_NOISE_SIGMA when the caller names none: the model's with its own
+        default scale, else the caller's `guidance` throughout (one scale asked is one scale given)."""
+        if guidance is not None and guidance != self.sampling_guidance:
+            return guidance
+        return self.sampling_guidance if self.sample_guidance_low is None else self.sample_guidance_low
 
     @property
     def sampling_sampler(self) -> str:
@@ -195,6 +208,8 @@ class SampleOptions:
 
     steps: int | None = None  # None: the model's (DiffusionConfig.sample_steps)
     guidance: float | None = None  # None: the model's (DiffusionConfig.sample_guidance)
+    # The scale below LOW_NOISE_SIGMA; None: the model's (DiffusionConfig.sampling_guidance_low).
+    guidance_low: float | None = None
     sampler: str | None = None  # "ddim" | "dpmpp-2m"; None: the model's (DiffusionConfig.sample_sampler)
     eta: float = 0.0
     negative: str = ""

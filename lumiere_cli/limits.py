@@ -26,6 +26,7 @@ LIMITS: dict[str, Range] = {
     "seed": Range(0, 2**63 - 1, int),
     "steps": Range(1, 1000, int),
     "guidance": Range(0.0, 50.0),
+    "guidance_low": Range(0.0, 50.0),
     "schedule_shift": Range(0.05, 20.0),
     "frames": Range(1, 4096, int),
     "fps": Range(0.1, 240.0),

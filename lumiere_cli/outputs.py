@@ -311,6 +311,8 @@ def metadata(*, task: str, prompt: str, seed: int, options: Any, fps: float, fra
         "schedule_shift": options.schedule_shift,
         "steps": options.steps,
         "guidance": options.guidance,
+        # recorded where it differs, so clips on one scale keep their bytes
+        **({"guidance_low": options.guidance_low} if options.guidance_low not in (None, options.guidance) else {}),
         **({"bf16": True} if options.bf16 else {}),  # fp32 clips keep their bytes
         "frames": frames,
         "fps": fps,

@@ -18,7 +18,7 @@ from einops import rearrange, repeat
 
 from . import limits, pixels
 from .choices import Sampler, Task
-from .config import SampleOptions
+from .config import LOW_NOISE_SIGMA, SampleOptions
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedule import get_sigmas, sigmas_for_strength
 from .diffusion.wrappers import CFGDenoiser, PasteKnown, TemporalWindows
@@ -132,7 +132,7 @@ def run_once(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, 
     progress("encode", 0, 1)
     with torch.inference_mode():
         texts = {p: text_kwargs(model, [p], device) for p in dict.fromkeys(p for _, p in schedule)}
-        uncond = text_kwargs(model, [options.negative], device) if options.guidance != 1 else None
+        uncond = text_kwargs(model, [options.negative], device) if guided(options) else None
     cond = dict(texts[schedule[0][1]])
     progress("encode", 1, 1)
     t_encoded = time.perf_counter()
@@ -274,7 +274,7 @@ def generate_batch(
     progress("encode", 0, 1)
     with torch.inference_mode():
         cond = text_kwargs(model, list(prompts), device)
-        uncond = text_kwargs(model, [options.negative], device) if options.guidance != 1 else None
+        uncond = text_kwargs(model, [options.negative], device) if guided(options) else None
     progress("encode", 1, 1)
     t_encoded = time.perf_counter()
 
@@ -315,9 +315,20 @@ def resolve_options(cfg, options: SampleOptions) -> SampleOptions:
         options,
         steps=d.sampling_steps if options.steps is None else options.steps,
         guidance=d.sampling_guidance if options.guidance is None else options.guidance,
+        guidance_low=d.sampling_guidance_low(options.guidance) if options.guidance_low is None else options.guidance_low,
         schedule_shift=sampling_shift(cfg, options),
         sampler=Sampler.parse(d.sampling_sampler if options.sampler is None else options.sampler, "sampler").value,
     )
+
+
+def guided(options: SampleOptions) -> bool:
+    """Whether resolved options guide at any noise level (then the negative prompt is encoded)."""
+    return options.guidance != 1 or options.guidance_low not in (None, 1)
+
+
+def guidance_low(options: SampleOptions) -> tuple[float, float] | None:
+    """CFGDenoiser's `low`: the low-noise scale of resolved options (None: one scale throughout)."""
+    return None if options.guidance_low is None else (LOW_NOISE_SIGMA, options.guidance_low)
 
 
 def _timings(t_start: float, t_encoded: float, t_denoised: float) -> dict[str, float]:
@@ -341,7 +352,7 @@ def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, kn
     if known:
         denoiser = PasteKnown(denoiser)  # the call's cond_video/cond_mask, sliced per window
     if uncond is not None:
-        denoiser = CFGDenoiser(denoiser, options.guidance, uncond)
+        denoiser = CFGDenoiser(denoiser, options.guidance, uncond, low=guidance_low(options))
     window = options.window or min(cfg.frames, frames)
     if window < frames or options.loop or window_text is not None:
         denoiser = TemporalWindows(denoiser, window, min(options.overlap, window - 1), loop=options.loop,
@@ -368,6 +379,8 @@ def check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: 
         raise UsageError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
     for name in ("steps", "guidance", "eta", "schedule_shift"):
         limits.check(name, getattr(options, name))
+    if options.guidance_low is not None:
+        limits.check("guidance_low", options.guidance_low)
     frames = options.frames or cfg.frames
     try:
         model.unet.check_input(frames, cfg.size, cfg.size)

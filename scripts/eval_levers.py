@@ -30,6 +30,12 @@ SETTINGS: dict[str, dict] = {
     "guidance-1.5": {"guidance": 1.5},
     "guidance-5": {"guidance": 5.0},
     "guidance-7": {"guidance": 7.0},
+    # the scale below noise 1 alone (guidance 3 above it; "guidance-low-3": one scale throughout)
+    "guidance-low-1": {"guidance_low": 1.0},
+    "guidance-low-1.5": {"guidance_low": 1.5},
+    "guidance-low-2": {"guidance_low": 2.0},
+    "guidance-low-3": {"guidance_low": 3.0},
+    "steps-10-guidance-low-1.5": {"steps": 10, "guidance_low": 1.5},
     "shift-1": {"schedule_shift": 1.0},
     "shift-4": {"schedule_shift": 4.0},
     "eta-1": {"eta": 1.0},

@@ -34,17 +34,19 @@ def main() -> None:
                     help="the schedule shift sampling uses by default (DiffusionConfig.sample_shift)")
     ap.add_argument("--sample-guidance", type=float, default=None,
                     help="the guidance scale sampling uses by default (DiffusionConfig.sample_guidance)")
+    ap.add_argument("--sample-guidance-low", type=float, default=None,
+                    help="the guidance scale below noise 1 with the default scale (DiffusionConfig.sample_guidance_low)")
     ap.add_argument("--sample-sampler", choices=[s.value for s in Sampler], default=None,
                     help="the sampler sampling uses by default (DiffusionConfig.sample_sampler)")
     ap.add_argument("--known-issue", action="append", default=[],
-                    help="a measured weakness for the card's Limitations (repeatable)")
+                    help="a measured weakness for the card's Limitations (repeatable; replaces the card's list)")
     ap.add_argument("--grow", action="store_true",
                     help="weights saved before layers were added to the code: those keep their identity init")
     args = ap.parse_args()
 
     model = load_model(args.src, grow=args.grow)
     recommend = {"sample_shift": args.sample_shift, "sample_guidance": args.sample_guidance,
-                 "sample_sampler": args.sample_sampler}
+                 "sample_guidance_low": args.sample_guidance_low, "sample_sampler": args.sample_sampler}
     recommend = {k: v for k, v in recommend.items() if v is not None}
     model.config = replace(model.config, diffusion=replace(model.config.diffusion, **recommend))
     card = dict(model.card)

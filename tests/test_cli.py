@@ -114,6 +114,12 @@ def test_t2v_mp4_reads_back_with_parameters(env, model_cfg):
     r = invoke("t2v", "a red circle moving left", "--seed", 5, "--json", "--bf16", *FAST)
     (rec,) = json_lines(r)
     assert r.exit_code == 0 and video_io.read_metadata(rec["path"])["bf16"] is True
+    assert "guidance_low" not in meta  # one scale throughout: no key, as before
+    r = invoke("t2v", "a red circle moving left", "--seed", 5, "--json", "--guidance-low", 1.5, *FAST)
+    (rec,) = json_lines(r)
+    assert r.exit_code == 0 and video_io.read_metadata(rec["path"])["guidance_low"] == 1.5
+    r = invoke("t2v", "a red circle moving left", "--guidance-low", 99, *FAST)
+    assert r.exit_code == 2 and "less than or equal to 50" in r.stderr
 
 
 def test_random_seed_is_reported_and_default_names_never_collide(env):
@@ -252,13 +258,14 @@ def test_prompt_file_json_lines_with_per_item_settings(env, model_cfg):
     Path("p.txt").write_text(
         "# a comment\n\na red circle\n"
         '{"prompt": "a blue square", "seed": 99, "steps": 1}\n'
-        "a yellow square\n"
+        '{"prompt": "a yellow square", "guidance_low": 2}\n'
     )
     r = invoke("t2v", "--prompts", "p.txt", "--seed", 10, "--json", "-f", "gif", *FAST)
     assert r.exit_code == 0, r.output
     recs = json_lines(r)
     assert [x["seed"] for x in recs] == [10, 99, 12]
     assert video_io.read_metadata(recs[1]["path"])["steps"] == 1
+    assert video_io.read_metadata(recs[2]["path"])["guidance_low"] == 2
 
 
 def test_a_batch_is_checked_whole_before_anything_is_generated(env, model_cfg):

@@ -329,6 +329,27 @@ def test_cfg_scale_one_is_conditional_and_guidance_formula():
         CFGDenoiser(net, 2.0, bad)(x, sigma, **cond)
 
 
+def test_cfg_guides_each_sample_on_the_scale_of_its_noise_level():
+    net = TextNet()
+    x, sigma = torch.randn(3, 3, 2, 2, 2, generator=gen(0)), torch.tensor([0.3, 1.0, 5.0])
+    cond, neg = text_kwargs(3, 1), text_kwargs(1, 2)
+    neg_b = {k: v.expand(3, *v.shape[1:]) for k, v in neg.items()}
+    plain, uncond = net(x, sigma, **cond), net(x, sigma, **neg_b)
+    model = CFGDenoiser(net, 3.0, neg, low=(1.0, 1.5))
+    assert model.scales(sigma).tolist() == [1.5, 3.0, 3.0]  # below 1 only
+    out = model(x, sigma, **cond)
+    for i, scale in enumerate([1.5, 3.0, 3.0]):
+        assert torch.allclose(out[i], uncond[i] + scale * (plain[i] - uncond[i]), atol=1e-5)
+    # no guidance at low noise: one plain call there, the guided one above
+    off = CFGDenoiser(net, 3.0, neg, low=(1.0, 1.0))
+    net.batches = []
+    assert torch.equal(off(x[:1], sigma[:1], **text_kwargs(1, 1)), net(x[:1], sigma[:1], **text_kwargs(1, 1)))
+    off(x[2:], sigma[2:], **text_kwargs(1, 1))
+    assert net.batches == [1, 1, 2]
+    # the same scale below as above is one scale
+    assert CFGDenoiser(net, 3.0, neg, low=(1.0, 3.0)).low is None
+
+
 def test_temporal_windows_single_window_equals_plain():
     net = TextNet()
     x, sigma = torch.randn(1, 3, 4, 2, 2, generator=gen(0)), torch.tensor([1.0])

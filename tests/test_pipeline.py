@@ -91,6 +91,26 @@ def test_guidance_defaults_to_the_models_recommendation(tiny_model):
     assert not np.array_equal(clip(recommending, None), clip(tiny_model, None))
 
 
+def test_low_noise_guidance_is_the_models_on_its_default_scale_and_the_callers_otherwise(tiny_model):
+    """A model recommending a low-noise scale gets it with its own default scale; a caller naming
+    another scale gets that scale throughout, unless naming the low-noise one too; the clip is
+    the one naming both gives, and guidance at low noise alone still guides."""
+    diffusion = dataclasses.replace(tiny_model.config.diffusion, sample_guidance=3.0, sample_guidance_low=1.5)
+    recommending = copy.copy(tiny_model)
+    recommending.config = dataclasses.replace(tiny_model.config, diffusion=diffusion)
+    scales = lambda **kw: (lambda r: (r.guidance, r.guidance_low))(resolve_options(recommending.config, SampleOptions(**kw)))
+    assert scales() == (3.0, 1.5) and scales(guidance=3.0) == (3.0, 1.5)
+    assert scales(guidance=5.0) == (5.0, 5.0) and scales(guidance=1.0) == (1.0, 1.0)
+    assert scales(guidance_low=2.0) == (3.0, 2.0) and scales(guidance=5.0, guidance_low=1.0) == (5.0, 1.0)
+    assert resolve_options(tiny_model.config, SampleOptions()).guidance_low == DEFAULT_GUIDANCE  # none recommended
+    clip = lambda model, **kw: generate(model, "a red circle", seed=3, options=SampleOptions(steps=6, **kw)).frames
+    assert np.array_equal(clip(recommending), clip(tiny_model, guidance=3.0, guidance_low=1.5))
+    assert not np.array_equal(clip(recommending), clip(tiny_model, guidance=3.0))
+    assert not np.array_equal(clip(tiny_model, guidance=1.0, guidance_low=4.0), clip(tiny_model, guidance=1.0))
+    with pytest.raises(UsageError, match="guidance low must be between 0 and 50"):
+        generate(tiny_model, "a red circle", seed=3, options=SampleOptions(steps=2, guidance_low=-1.0))
+
+
 def test_sampler_defaults_to_the_models_recommendation(tiny_model):
     """None samples with the model's recommended sampler (DEFAULT_SAMPLER when it names none);
     an explicit sampler wins; the recommendation gives the clip naming it would."""

@@ -29,6 +29,7 @@ class Shared:
     seed: int | None
     steps: int | None
     guidance: float | None
+    guidance_low: float | None
     negative: str
     sampler: Sampler | None
     schedule_shift: float | None
@@ -54,7 +55,8 @@ class Shared:
 
 
 def _shared(
-    seed: o.Seed = None, steps: o.Steps = None, guidance: o.Guidance = None, negative: o.Negative = "",
+    seed: o.Seed = None, steps: o.Steps = None, guidance: o.Guidance = None, guidance_low: o.GuidanceLow = None,
+    negative: o.Negative = "",
     sampler: o.SamplerOpt = None, schedule_shift: o.ScheduleShift = None, frames: o.Frames = None,
     fps: o.Fps = None,
     output: o.Output = None, out_dir: o.OutDir = Path("."), format: o.FormatOpt = None,
@@ -95,7 +97,7 @@ def _run(task: Task, s: Shared, prompt: str | None, inputs: dict, style=None) ->
 
     ui = UI(quiet=s.quiet, json_lines=s.json)
     common = {"negative": s.negative or None, "seed": s.seed, "steps": s.steps, "guidance": s.guidance,
-              "sampler": s.sampler.value if s.sampler else None, "schedule_shift": s.schedule_shift,
+              "guidance_low": s.guidance_low, "sampler": s.sampler.value if s.sampler else None, "schedule_shift": s.schedule_shift,
               "frames": s.frames, "fps": s.fps, "base_only": s.base_only or None, "ssr_steps": s.ssr_steps,
               "ssr_noise": s.ssr_noise, "bf16": s.bf16 or None, **inputs}
     output = OutputSpec(path=s.output, out_dir=s.out_dir, format=s.format, overwrite=s.overwrite,

@@ -85,6 +85,12 @@ PromptAt = Annotated[
 Seed = _number("seed", "Random seed; random when left out and always reported. Batch item i uses seed+i.", SAMPLING)
 Steps = _number("steps", "Denoising steps (default: the model's recommendation).", SAMPLING)
 Guidance = _number("guidance", "Classifier-free guidance scale; 1 turns it off (default: the model's).", SAMPLING)
+GuidanceLow = _number(
+    "guidance_low",
+    "Guidance scale at low noise (sigma below 1), where edges and colours are drawn (default: the model's "
+    "with its default --guidance, else --guidance).",
+    SAMPLING,
+)
 Negative = Annotated[str, typer.Option(help="What the video should not show.", rich_help_panel=SAMPLING)]
 SamplerOpt = Annotated[
     Optional[Sampler], typer.Option("--sampler", help="Sampler (default: the model's, see `lumiere info`).", rich_help_panel=SAMPLING, show_default=False)

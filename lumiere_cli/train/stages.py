@@ -27,7 +27,7 @@ VIDEO_STAGES = (Stage.video.value, Stage.video_unfrozen.value)  # stages that tr
 # trains on single frames, so it would record a clip length it never saw).
 CHANGEABLE_ON_INIT = (
     "frames", "fps", "diffusion.schedule_shift", "diffusion.sample_shift", "diffusion.sample_guidance",
-    "diffusion.sample_sampler",
+    "diffusion.sample_guidance_low", "diffusion.sample_sampler",
 )
 
 
@@ -161,7 +161,7 @@ def _check_model_config(cfg: ModelConfig) -> None:
         raise UsageError(str(e)) from None
     d = cfg.diffusion
     numbers = {"fps": cfg.fps, "diffusion.schedule_shift": d.schedule_shift, "diffusion.sample_shift": d.sample_shift,
-               "diffusion.sample_guidance": d.sample_guidance}
+               "diffusion.sample_guidance": d.sample_guidance, "diffusion.sample_guidance_low": d.sample_guidance_low}
     for name, value in numbers.items():
         ok = value is None and name not in ("fps", "diffusion.schedule_shift")
         ok = ok or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0)
