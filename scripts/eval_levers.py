@@ -36,6 +36,8 @@ SETTINGS: dict[str, dict] = {
     "guidance-low-2": {"guidance_low": 2.0},
     "guidance-low-3": {"guidance_low": 3.0},
     "steps-10-guidance-low-1.5": {"steps": 10, "guidance_low": 1.5},
+    "guidance-2-low-1": {"guidance": 2.0, "guidance_low": 1.0},
+    "guidance-5-low-1": {"guidance": 5.0, "guidance_low": 1.0},
     "shift-1": {"schedule_shift": 1.0},
     "shift-4": {"schedule_shift": 4.0},
     "eta-1": {"eta": 1.0},
