@@ -192,6 +192,7 @@ def test_two_process_ddp_start(tmp_path, data):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines() == [str(out / "weights" / "model.safetensors")]  # once, from rank 0
     model = load_model(out / "weights")
     record = model.card["training"][-1]
     assert record["processes"] == 2 and record["samples_seen"] == 3 * 2 * 2

@@ -163,7 +163,8 @@ def train(
     from lumiere_cli.config import TrainConfig
     from lumiere_cli.data.buckets import parse_bucket
 
-    ui = UI(quiet=quiet or os.environ.get("RANK", "0") != "0")  # under torchrun, rank 0 speaks
+    speaks = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone logs and prints the path
+    ui = UI(quiet=quiet or not speaks)
     if plan is not None:
         given = [name for name in PLAN_SETS if ctx.get_parameter_source(name).name != "DEFAULT"]
         if given:
@@ -191,7 +192,8 @@ def train(
             ui.start_clip(f"train {cfg.stage}", cfg.steps)
             path = train_mod.train(cfg, progress=_train_progress(ui, [cfg]), resume=resume)
     ui.log(f"saved weights to {path}")
-    typer.echo(str(path))
+    if speaks:
+        typer.echo(str(path))
 
 
 def _train_progress(ui: UI, stages: list):
