@@ -21,6 +21,7 @@ from .errors import InputError, UsageError
 from .model import LumiereModel
 from .nn.layers import fast_autocast
 from .progress import Progress, or_silent
+from .user_cache import cache_dir
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -96,15 +97,9 @@ def blend_style(model: LumiereModel, style_state: dict[str, torch.Tensor], alpha
 # ----------------------------------------------------------------------------- the style cache
 
 
-def cache_dir() -> Path:
-    """$XDG_CACHE_HOME/lumiere-cli/styles (default ~/.cache/lumiere-cli/styles)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lumiere-cli" / "styles"
-
-
 def cache_path(image_sha256: str, weights_hash: str | None, steps: int) -> Path:
     """A learned style is keyed by the reference's bytes, the weights it was learned on and its steps."""
-    return cache_dir() / f"{image_sha256}_{(weights_hash or 'unknown')[:12]}_{steps}.safetensors"
+    return cache_dir("styles") / f"{image_sha256}_{(weights_hash or 'unknown')[:12]}_{steps}.safetensors"
 
 
 def load_style(path: str | os.PathLike) -> dict[str, torch.Tensor]:

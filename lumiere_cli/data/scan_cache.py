@@ -18,17 +18,13 @@ from pathlib import Path
 
 from .. import atomic
 from ..errors import LumiereError
+from ..user_cache import cache_dir
 from .entries import Entry, Problem
 from .media import Scanned
 
 # Bumped whenever `media.scan_entry` changes what it finds, so that no scan outlives the rule that made it.
 VERSION = 1
 _FIELDS = ("kind", "width", "height", "fps", "frames", "start_s", "duration_s")
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lumiere-cli" / "scans"
 
 
 def _key(entry: Entry) -> str | None:
@@ -45,9 +41,9 @@ class ScanCache:
     """The remembered scans of one dataset (`source`: its manifest or folder); `fresh` forgets
     them (every file is scanned again, and remembered anew)."""
 
-    def __init__(self, source: str | os.PathLike, *, fresh: bool = False, folder: Path | None = None):
+    def __init__(self, source: str | os.PathLike, *, fresh: bool = False):
         name = hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:24]
-        self.path = (folder or cache_dir()) / f"{name}.json"
+        self.path = cache_dir("scans") / f"{name}.json"
         self._old = {} if fresh else self._read()
         self._new: dict[str, dict] = {}
         self.reused = 0
