@@ -109,6 +109,11 @@ class DiffusionConfig:
     sample_sampler: str | None = None
     # The number of sampling steps used by default; None: DEFAULT_STEPS.
     sample_steps: int | None = None
+    # Noise levels tuned for this model (sigma_max first, 0 appended at sampling): sampling in
+    # len(sample_sigmas) steps on the model's own shift uses them instead of the shifted cosine.
+    # Found by scripts/tune_schedule.py, which matches the model's clips at many steps from the
+    # same noise: where the few steps fall matters more than the schedule's formula.
+    sample_sigmas: tuple[float, ...] | None = None
 
     @property
     def sampling_steps(self) -> int:
@@ -131,6 +136,10 @@ class DiffusionConfig:
         if guidance is not None and guidance != self.sampling_guidance:
             return guidance
         return self.sampling_guidance if self.sample_guidance_low is None else self.sample_guidance_low
+
+    def tuned_sigmas(self, steps: int) -> tuple[float, ...] | None:
+        """The model's tuned noise levels for sampling in `steps` steps, if it has them."""
+        return self.sample_sigmas if self.sample_sigmas and len(self.sample_sigmas) == steps else None
 
     @property
     def sampling_sampler(self) -> str:
@@ -223,6 +232,10 @@ class SampleOptions:
     loop: bool = False  # windows wrap around the end, so the last frame flows into the first
     # The sampling schedule's shift; None: the model's (DiffusionConfig.sample_shift).
     schedule_shift: float | None = None
+    # The noise levels themselves, sigma_max first (0 is appended): `steps` is their count and the
+    # shift is not used. None: the model's tuned levels at its step count on its own shift
+    # (DiffusionConfig.sample_sigmas), else the shifted cosine.
+    sigmas: tuple[float, ...] | None = None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -243,10 +256,17 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value)
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+        elif isinstance(value, list) and _is_tuple(hint):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _is_tuple(hint: Any) -> bool:
+    """Whether a field's type is a tuple, or an optional one (`tuple[float, ...] | None`)."""
+    if typing.get_origin(hint) is tuple:
+        return True
+    return any(typing.get_origin(h) is tuple for h in typing.get_args(hint))
 
 
 def dumps(cfg: Any) -> str:

@@ -54,3 +54,16 @@ def check(name: str, value: object) -> int | float:
     if not rule.lo <= value <= rule.hi:
         raise UsageError(f"{label} must be {rule.describe()}, got {value:g}")
     return value
+
+
+def check_sigmas(values: object, sigma_max: float, name: str = "noise levels") -> tuple[float, ...]:
+    """Noise levels a sampler runs through (it appends 0): at least one, each finite, positive and
+    at most the model's sigma_max, strictly decreasing; as floats, or a one-line UsageError."""
+    try:
+        out = tuple(float(v) for v in values)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a list of numbers, got {values!r}") from None
+    ok = out and all(math.isfinite(v) and 0 < v <= sigma_max for v in out)
+    if not ok or any(a <= b for a, b in zip(out, out[1:])):
+        raise UsageError(f"{name} must decrease strictly, each in (0, {sigma_max:g}]; got {list(values)}")
+    return out

@@ -299,7 +299,10 @@ def _sampling_config(cfg, options: SampleOptions):
 
 
 def _sigmas(cfg, options: SampleOptions) -> torch.Tensor:
-    """The sampling noise levels (float64): on the options' shift, else the model's sampling shift."""
+    """The sampling noise levels (float64): the options' own, else the shifted cosine on the
+    options' shift (else the model's sampling shift)."""
+    if options.sigmas is not None:
+        return torch.tensor([*options.sigmas, 0.0], dtype=torch.float64)
     return get_sigmas(options.steps, _sampling_config(cfg, options))
 
 
@@ -311,9 +314,14 @@ def sampling_shift(cfg, options: SampleOptions) -> float:
 def resolve_options(cfg, options: SampleOptions) -> SampleOptions:
     """The options with every "the model's" setting (None) replaced by the model's recommendation."""
     d = cfg.diffusion
+    sigmas = options.sigmas
+    steps = options.steps if options.steps is not None else len(sigmas) if sigmas else d.sampling_steps
+    if sigmas is None and options.schedule_shift is None:
+        sigmas = d.tuned_sigmas(steps)
     return replace(
         options,
-        steps=d.sampling_steps if options.steps is None else options.steps,
+        steps=steps,
+        sigmas=None if sigmas is None else tuple(float(v) for v in sigmas),
         guidance=d.sampling_guidance if options.guidance is None else options.guidance,
         guidance_low=d.sampling_guidance_low(options.guidance) if options.guidance_low is None else options.guidance_low,
         schedule_shift=sampling_shift(cfg, options),
@@ -381,6 +389,10 @@ def check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: 
         limits.check(name, getattr(options, name))
     if options.guidance_low is not None:
         limits.check("guidance_low", options.guidance_low)
+    if options.sigmas is not None:
+        limits.check_sigmas(options.sigmas, cfg.diffusion.sigma_max)
+        if options.steps is not None and options.steps != len(options.sigmas):
+            raise UsageError(f"{len(options.sigmas)} noise levels are {len(options.sigmas)} steps, not {options.steps}")
     frames = options.frames or cfg.frames
     try:
         model.unet.check_input(frames, cfg.size, cfg.size)

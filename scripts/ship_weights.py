@@ -38,6 +38,9 @@ def main() -> None:
                     help="the guidance scale below noise 1 with the default scale (DiffusionConfig.sample_guidance_low)")
     ap.add_argument("--sample-sampler", choices=[s.value for s in Sampler], default=None,
                     help="the sampler sampling uses by default (DiffusionConfig.sample_sampler)")
+    ap.add_argument("--sample-sigmas", default=None,
+                    help="comma-separated noise levels tuned for that many steps (DiffusionConfig.sample_sigmas; "
+                         "scripts/tune_schedule.py)")
     ap.add_argument("--known-issue", action="append", default=[],
                     help="a measured weakness for the card's Limitations (repeatable; replaces the card's list)")
     ap.add_argument("--grow", action="store_true",
@@ -46,7 +49,8 @@ def main() -> None:
 
     model = load_model(args.src, grow=args.grow)
     recommend = {"sample_shift": args.sample_shift, "sample_guidance": args.sample_guidance,
-                 "sample_guidance_low": args.sample_guidance_low, "sample_sampler": args.sample_sampler}
+                 "sample_guidance_low": args.sample_guidance_low, "sample_sampler": args.sample_sampler,
+                 "sample_sigmas": tuple(float(v) for v in args.sample_sigmas.split(",")) if args.sample_sigmas else None}
     recommend = {k: v for k, v in recommend.items() if v is not None}
     model.config = replace(model.config, diffusion=replace(model.config.diffusion, **recommend))
     card = dict(model.card)

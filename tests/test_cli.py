@@ -115,6 +115,7 @@ def test_t2v_mp4_reads_back_with_parameters(env, model_cfg):
     (rec,) = json_lines(r)
     assert r.exit_code == 0 and video_io.read_metadata(rec["path"])["bf16"] is True
     assert "guidance_low" not in meta  # one scale throughout: no key, as before
+    assert "sigmas" not in meta  # the shifted cosine: no key
     r = invoke("t2v", "a red circle moving left", "--seed", 5, "--json", "--guidance-low", 1.5, *FAST)
     (rec,) = json_lines(r)
     assert r.exit_code == 0 and video_io.read_metadata(rec["path"])["guidance_low"] == 1.5

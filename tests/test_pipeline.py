@@ -111,6 +111,39 @@ def test_low_noise_guidance_is_the_models_on_its_default_scale_and_the_callers_o
         generate(tiny_model, "a red circle", seed=3, options=SampleOptions(steps=2, guidance_low=-1.0))
 
 
+def test_tuned_noise_levels_are_the_models_at_their_step_count_and_named_levels_are_the_callers(tiny_model):
+    """A model's tuned levels serve sampling at their step count on its own shift; another step
+    count, or a named shift, gets the shifted cosine; levels the caller names are sampled as given
+    (their clip differs from the cosine's), and bad ones are one-line errors."""
+    tuned = (80.0, 20.0, 4.0, 0.5)
+    diffusion = dataclasses.replace(tiny_model.config.diffusion, sample_sigmas=tuned)
+    recommending = copy.copy(tiny_model)
+    recommending.config = dataclasses.replace(tiny_model.config, diffusion=diffusion)
+    levels = lambda model, **kw: resolve_options(model.config, SampleOptions(**kw)).sigmas
+    assert levels(recommending, steps=4) == tuned and levels(recommending, steps=5) is None
+    assert levels(recommending, steps=4, schedule_shift=2.0) is None and levels(tiny_model, steps=4) is None
+    assert levels(tiny_model, sigmas=[40, 2]) == (40.0, 2.0)
+    assert resolve_options(tiny_model.config, SampleOptions(sigmas=(40.0, 2.0))).steps == 2
+    clip = lambda model, **kw: generate(model, "a red circle", seed=3, options=SampleOptions(**kw)).frames
+    assert np.array_equal(clip(recommending, steps=4), clip(tiny_model, sigmas=tuned))
+    assert not np.array_equal(clip(recommending, steps=4), clip(tiny_model, steps=4))
+    for bad, match in [((80.0, 90.0), "decrease strictly"), ((10.0, 10.0), "decrease strictly"), ((5.0, 0.0), "decrease"),
+                       ((200.0, 1.0), "decrease strictly"), ((), "decrease")]:
+        with pytest.raises(UsageError, match=match):
+            generate(tiny_model, "a red circle", seed=3, options=SampleOptions(sigmas=bad))
+    with pytest.raises(UsageError, match="2 noise levels are 2 steps, not 3"):
+        generate(tiny_model, "a red circle", seed=3, options=SampleOptions(sigmas=(40.0, 2.0), steps=3))
+
+
+def test_tuned_noise_levels_travel_in_the_weights_header(tiny_model, tmp_path):
+    """DiffusionConfig.sample_sigmas is written to the header and read back as the same tuple."""
+    tuned = (80.0, 20.0, 4.0, 0.5)
+    model = copy.deepcopy(tiny_model)
+    model.config = dataclasses.replace(model.config, diffusion=dataclasses.replace(model.config.diffusion, sample_sigmas=tuned))
+    back = load_model(save_model(model, tmp_path))
+    assert back.config.diffusion.sample_sigmas == tuned and back.config == model.config
+
+
 def test_sampler_defaults_to_the_models_recommendation(tiny_model):
     """None samples with the model's recommended sampler (DEFAULT_SAMPLER when it names none);
     an explicit sampler wins; the recommendation gives the clip naming it would."""
@@ -254,3 +287,7 @@ def test_shipped_weights_load_by_default_and_generate(monkeypatch):
     assert model.card["training"] and "eval" in model.card
     res = generate(model, "a red circle moving left on a black background", options=SampleOptions(steps=2), seed=0)
     assert res.frames.shape == (cfg.frames, cfg.size, cfg.size, 3) and not res.unknown_words
+    # its tuned levels serve 10 steps, within its sigma range; the default stays the shifted cosine
+    tuned = cfg.diffusion.sample_sigmas
+    assert len(tuned) == 10 and tuned[0] == cfg.diffusion.sigma_max and tuned[-1] >= cfg.diffusion.sigma_min
+    assert resolve_options(cfg, SampleOptions(steps=10)).sigmas == tuned and resolve_options(cfg, SampleOptions()).sigmas is None

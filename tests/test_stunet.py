@@ -408,7 +408,9 @@ def test_stunet_same_output_in_either_layout():
         plain = net(x, *c)
         cl = net(x.contiguous(memory_format=torch.channels_last_3d), *c)
     assert plain.is_contiguous() and plain.abs().mean() > 1e-2
-    torch.testing.assert_close(cl, plain, rtol=1e-4, atol=1e-5)
+    # oneDNN sums a channels-last convolution in another order; on an AVX2 CPU 6 of 12,288
+    # outputs differ by up to 1.7e-5 (a layout bug moves them by ~1e-1)
+    torch.testing.assert_close(cl, plain, rtol=1e-4, atol=5e-5)
 
 
 def test_skipped_init_builds_modules_that_load_to_the_same_network():

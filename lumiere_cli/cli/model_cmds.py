@@ -68,7 +68,9 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
     t.add_row("text encoder", cfg.text.openclip_model or f"{cfg.text.layers} layers, width {cfg.text.width}")
     d = cfg.diffusion
     t.add_row("noise schedule", f"{d.prediction}-prediction, cosine; shift {d.schedule_shift:g} in training, "
-                                f"{d.sampling_schedule_shift:g} for sampling (--schedule-shift)")
+                                f"{d.sampling_schedule_shift:g} for sampling (--schedule-shift)" +
+              (f"; at {len(d.sample_sigmas)} steps the model's tuned levels "
+               f"{', '.join(f'{v:.3g}' for v in d.sample_sigmas)}" if d.sample_sigmas else ""))
     low = d.sampling_guidance_low()
     t.add_row("guidance", f"{d.sampling_guidance:g} by default (--guidance)" if low == d.sampling_guidance else
               f"{d.sampling_guidance:g} by default, {low:g} below noise {LOW_NOISE_SIGMA:g} (--guidance, --guidance-low)")
@@ -135,7 +137,7 @@ def train(
     layouts: Annotated[Layouts, typer.Option(help="video stages: the <C, M> layouts clips train with: standard (none, first frame, inpaint, cinemagraph) or time (those and whole known frames anywhere: keyframes, a prefix, a suffix, both ends, for extend, keyframes and long clips).")] = Layouts.standard,
     out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, metrics.jsonl and the weights (weights/).")] = Path("runs/default"),
     init: Annotated[Optional[Path], typer.Option(help="Weights to start from: a .safetensors file, its folder, or the previous stage's run folder.", show_default=False)] = None,
-    config: Annotated[Optional[str], typer.Option(help="ModelConfig changes, inline JSON or a .json file. With --init only what no weight depends on: frames (video stages), fps, diffusion.schedule_shift, sample_shift, sample_guidance, sample_guidance_low, sample_sampler.", show_default=False)] = None,
+    config: Annotated[Optional[str], typer.Option(help="ModelConfig changes, inline JSON or a .json file. With --init only what no weight depends on: frames (video stages), fps, diffusion.schedule_shift, sample_shift, sample_guidance, sample_guidance_low, sample_sampler, sample_sigmas.", show_default=False)] = None,
     plan: Annotated[Optional[Path], typer.Option(help="Run the stages of this plan file in order (e.g. plans/shapes.json): finished stages are skipped, a partial one resumes.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in --out.")] = True,
     seed: Annotated[int, typer.Option(min=0)] = 0,

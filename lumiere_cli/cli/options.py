@@ -83,7 +83,8 @@ PromptAt = Annotated[
 
 # ------------------------------------------------------------------ sampling
 Seed = _number("seed", "Random seed; random when left out and always reported. Batch item i uses seed+i.", SAMPLING)
-Steps = _number("steps", "Denoising steps (default: the model's recommendation).", SAMPLING)
+Steps = _number("steps", "Denoising steps (default: the model's recommendation). At a step count the model has "
+                "tuned noise levels for (`lumiere info`), those are used unless --schedule-shift is given.", SAMPLING)
 Guidance = _number("guidance", "Classifier-free guidance scale; 1 turns it off (default: the model's).", SAMPLING)
 GuidanceLow = _number(
     "guidance_low",
@@ -98,7 +99,7 @@ SamplerOpt = Annotated[
 ScheduleShift = _number(
     "schedule_shift",
     "Noise schedule shift: higher spends more steps at high noise (layout and motion), "
-    "lower more at low noise (edges) (default: the model's).",
+    "lower more at low noise (edges) (default: the model's; given, it replaces the model's tuned levels).",
     SAMPLING,
 )
 Frames = _number(

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .. import limits
 from ..choices import Sampler, Stage
 from ..config import ModelConfig, TrainConfig, from_dict, to_dict
 from ..diffusion.denoiser import Denoiser
@@ -27,7 +28,7 @@ VIDEO_STAGES = (Stage.video.value, Stage.video_unfrozen.value)  # stages that tr
 # trains on single frames, so it would record a clip length it never saw).
 CHANGEABLE_ON_INIT = (
     "frames", "fps", "diffusion.schedule_shift", "diffusion.sample_shift", "diffusion.sample_guidance",
-    "diffusion.sample_guidance_low", "diffusion.sample_sampler",
+    "diffusion.sample_guidance_low", "diffusion.sample_sampler", "diffusion.sample_sigmas",
 )
 
 
@@ -169,6 +170,8 @@ def _check_model_config(cfg: ModelConfig) -> None:
             raise UsageError(f"{name} must be a positive number, got {value!r}")
     if d.sample_sampler is not None:
         Sampler.parse(d.sample_sampler, "diffusion.sample_sampler")
+    if d.sample_sigmas is not None:
+        limits.check_sigmas(d.sample_sigmas, d.sigma_max, "diffusion.sample_sigmas")
 
 
 def stage_model_config(cfg: TrainConfig) -> ModelConfig:
