@@ -312,16 +312,19 @@ def sampling_shift(cfg, options: SampleOptions) -> float:
 
 
 def resolve_options(cfg, options: SampleOptions) -> SampleOptions:
-    """The options with every "the model's" setting (None) replaced by the model's recommendation."""
+    """The options with every "the model's" setting (None) replaced by the model's recommendation.
+    Named noise levels are checked here, where they are read (a one-line UsageError)."""
     d = cfg.diffusion
-    sigmas = options.sigmas
+    sigmas = None if options.sigmas is None else limits.check_sigmas(options.sigmas, d.sigma_max)
     steps = options.steps if options.steps is not None else len(sigmas) if sigmas else d.sampling_steps
+    if sigmas is not None and steps != len(sigmas):
+        raise UsageError(f"{len(sigmas)} noise levels are {len(sigmas)} steps, not {steps}")
     if sigmas is None and options.schedule_shift is None:
         sigmas = d.tuned_sigmas(steps)
     return replace(
         options,
         steps=steps,
-        sigmas=None if sigmas is None else tuple(float(v) for v in sigmas),
+        sigmas=sigmas,
         guidance=d.sampling_guidance if options.guidance is None else options.guidance,
         guidance_low=d.sampling_guidance_low(options.guidance) if options.guidance_low is None else options.guidance_low,
         schedule_shift=sampling_shift(cfg, options),
@@ -389,10 +392,6 @@ def check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: 
         limits.check(name, getattr(options, name))
     if options.guidance_low is not None:
         limits.check("guidance_low", options.guidance_low)
-    if options.sigmas is not None:
-        limits.check_sigmas(options.sigmas, cfg.diffusion.sigma_max)
-        if options.steps is not None and options.steps != len(options.sigmas):
-            raise UsageError(f"{len(options.sigmas)} noise levels are {len(options.sigmas)} steps, not {options.steps}")
     frames = options.frames or cfg.frames
     try:
         model.unet.check_input(frames, cfg.size, cfg.size)

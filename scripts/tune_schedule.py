@@ -18,6 +18,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,8 +27,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lumiere_cli.config import SampleOptions  # noqa: E402
+from lumiere_cli.diffusion import get_sigmas  # noqa: E402
 from lumiere_cli.eval import draw_specs, generate_clips  # noqa: E402
-from lumiere_cli.pipeline import _sigmas, resolve_options  # noqa: E402
 from lumiere_cli.weights import load_model  # noqa: E402
 
 
@@ -59,11 +60,10 @@ def descend(error, start: list[float], deltas: list[float], sigma_min: float, lo
 
 
 def cosine_levels(model, steps: int) -> list[float]:
-    """The shifted cosine's levels at `steps` on the model's sampling shift (naming the shift
-    leaves out the model's tuned levels), without the 0 the sampler appends."""
-    shift = model.config.diffusion.sampling_schedule_shift
-    options = resolve_options(model.config, SampleOptions(steps=steps, schedule_shift=shift))
-    return [float(v) for v in _sigmas(model.config, options)[:-1]]
+    """The shifted cosine's levels at `steps` on the model's sampling shift (not its tuned levels),
+    without the 0 the sampler appends."""
+    d = model.config.diffusion
+    return [float(v) for v in get_sigmas(steps, replace(d, schedule_shift=d.sampling_schedule_shift))[:-1]]
 
 
 def main() -> None:

@@ -128,7 +128,8 @@ def test_tuned_noise_levels_are_the_models_at_their_step_count_and_named_levels_
     assert np.array_equal(clip(recommending, steps=4), clip(tiny_model, sigmas=tuned))
     assert not np.array_equal(clip(recommending, steps=4), clip(tiny_model, steps=4))
     for bad, match in [((80.0, 90.0), "decrease strictly"), ((10.0, 10.0), "decrease strictly"), ((5.0, 0.0), "decrease"),
-                       ((200.0, 1.0), "decrease strictly"), ((), "decrease")]:
+                       ((200.0, 1.0), "decrease strictly"), ((), "decrease"), (("a", 1.0), "list of numbers"),
+                       (5.0, "list of numbers")]:
         with pytest.raises(UsageError, match=match):
             generate(tiny_model, "a red circle", seed=3, options=SampleOptions(sigmas=bad))
     with pytest.raises(UsageError, match="2 noise levels are 2 steps, not 3"):
