@@ -1,3 +1,3 @@
-from lumiere_cli.cli import main
+from lumiere_cli.entry import main
 
 main()

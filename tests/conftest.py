@@ -28,6 +28,14 @@ def _own_cache(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_server(tmp_path_factory):
+    """No test hands its commands to a `lumiere serve` the developer left running."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LUMIERE_SOCKET", str(tmp_path_factory.mktemp("no-server") / "serve.sock"))
+        yield
+
+
 def make_tiny_model(seed: int = 0):
     from lumiere_cli.model import LumiereModel
 

@@ -13,7 +13,7 @@ import traceback
 
 import typer
 
-from lumiere_cli.cli import data_cmds, generate, model_cmds, upscale
+from lumiere_cli.cli import data_cmds, generate, model_cmds, serve_cmd, upscale
 from lumiere_cli.cli.ui import INTERRUPTED, debug_enabled, failure, report_error
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ generate.register(app)
 model_cmds.register(app)
 upscale.register(app)
 data_cmds.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:
