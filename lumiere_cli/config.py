@@ -80,6 +80,10 @@ DEFAULT_STEPS = 25  # and for the number of sampling steps
 # Below this noise level (log-SNR 0: as much signal as noise) sampling guides with the low-noise
 # scale (`SampleOptions.guidance_low`): edges and colours are drawn there, layout and motion above.
 LOW_NOISE_SIGMA = 1.0
+# Above this noise level sampling guides with the high-noise scale (`SampleOptions.guidance_high`):
+# the first, large steps decide the background, and a full scale there pushes gray to white or
+# black when the steps are few (README, Performance).
+HIGH_NOISE_SIGMA = 5.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class DiffusionConfig:
     # The guidance scale below LOW_NOISE_SIGMA when sampling on the default scale; None: the same
     # scale throughout. Chosen per model by eval: a small model's low-noise estimates need little.
     sample_guidance_low: float | None = None
+    # The guidance scale above HIGH_NOISE_SIGMA when sampling on the default scale; None: the same.
+    sample_guidance_high: float | None = None
     # The sampler used by default; None: DEFAULT_SAMPLER. Chosen per model by eval too: a small
     # model's low-noise estimates carry grain that a second-order solver extrapolates.
     sample_sampler: str | None = None
@@ -133,9 +139,16 @@ class DiffusionConfig:
     def sampling_guidance_low(self, guidance: float | None = None) -> float:
         """The scale below LOW_NOISE_SIGMA when the caller names none: the model's with its own
         default scale, else the caller's `guidance` throughout (one scale asked is one scale given)."""
+        return self._band_scale(self.sample_guidance_low, guidance)
+
+    def sampling_guidance_high(self, guidance: float | None = None) -> float:
+        """The scale above HIGH_NOISE_SIGMA when the caller names none, by the same rule."""
+        return self._band_scale(self.sample_guidance_high, guidance)
+
+    def _band_scale(self, recommended: float | None, guidance: float | None) -> float:
         if guidance is not None and guidance != self.sampling_guidance:
             return guidance
-        return self.sampling_guidance if self.sample_guidance_low is None else self.sample_guidance_low
+        return self.sampling_guidance if recommended is None else recommended
 
     def tuned_sigmas(self, steps: int) -> tuple[float, ...] | None:
         """The model's tuned noise levels for sampling in `steps` steps, if it has them."""
@@ -219,6 +232,8 @@ class SampleOptions:
     guidance: float | None = None  # None: the model's (DiffusionConfig.sample_guidance)
     # The scale below LOW_NOISE_SIGMA; None: the model's (DiffusionConfig.sampling_guidance_low).
     guidance_low: float | None = None
+    # The scale above HIGH_NOISE_SIGMA; None: the model's (DiffusionConfig.sampling_guidance_high).
+    guidance_high: float | None = None
     sampler: str | None = None  # "ddim" | "dpmpp-2m"; None: the model's (DiffusionConfig.sample_sampler)
     eta: float = 0.0
     negative: str = ""

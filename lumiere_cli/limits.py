@@ -27,6 +27,7 @@ LIMITS: dict[str, Range] = {
     "steps": Range(1, 1000, int),
     "guidance": Range(0.0, 50.0),
     "guidance_low": Range(0.0, 50.0),
+    "guidance_high": Range(0.0, 50.0),
     "schedule_shift": Range(0.05, 20.0),
     "frames": Range(1, 4096, int),
     "fps": Range(0.1, 240.0),

@@ -313,6 +313,7 @@ def metadata(*, task: str, prompt: str, seed: int, options: Any, fps: float, fra
         "guidance": options.guidance,
         # recorded where it differs, so clips on one scale keep their bytes
         **({"guidance_low": options.guidance_low} if options.guidance_low not in (None, options.guidance) else {}),
+        **({"guidance_high": options.guidance_high} if options.guidance_high not in (None, options.guidance) else {}),
         **({"bf16": True} if options.bf16 else {}),  # fp32 clips keep their bytes
         # the levels runs from pure noise took, where they are not the shifted cosine
         **({"sigmas": list(options.sigmas)} if options.sigmas is not None else {}),

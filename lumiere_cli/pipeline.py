@@ -18,7 +18,7 @@ from einops import rearrange, repeat
 
 from . import limits, pixels
 from .choices import Sampler, Task
-from .config import LOW_NOISE_SIGMA, SampleOptions
+from .config import HIGH_NOISE_SIGMA, LOW_NOISE_SIGMA, SampleOptions
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedule import get_sigmas, sigmas_for_strength
 from .diffusion.wrappers import CFGDenoiser, PasteKnown, TemporalWindows
@@ -327,6 +327,8 @@ def resolve_options(cfg, options: SampleOptions) -> SampleOptions:
         sigmas=sigmas,
         guidance=d.sampling_guidance if options.guidance is None else options.guidance,
         guidance_low=d.sampling_guidance_low(options.guidance) if options.guidance_low is None else options.guidance_low,
+        guidance_high=(d.sampling_guidance_high(options.guidance) if options.guidance_high is None
+                       else options.guidance_high),
         schedule_shift=sampling_shift(cfg, options),
         sampler=Sampler.parse(d.sampling_sampler if options.sampler is None else options.sampler, "sampler").value,
     )
@@ -334,12 +336,17 @@ def resolve_options(cfg, options: SampleOptions) -> SampleOptions:
 
 def guided(options: SampleOptions) -> bool:
     """Whether resolved options guide at any noise level (then the negative prompt is encoded)."""
-    return options.guidance != 1 or options.guidance_low not in (None, 1)
+    return options.guidance != 1 or options.guidance_low not in (None, 1) or options.guidance_high not in (None, 1)
 
 
 def guidance_low(options: SampleOptions) -> tuple[float, float] | None:
     """CFGDenoiser's `low`: the low-noise scale of resolved options (None: one scale throughout)."""
     return None if options.guidance_low is None else (LOW_NOISE_SIGMA, options.guidance_low)
+
+
+def guidance_high(options: SampleOptions) -> tuple[float, float] | None:
+    """CFGDenoiser's `high`: the high-noise scale of resolved options (None: one scale throughout)."""
+    return None if options.guidance_high is None else (HIGH_NOISE_SIGMA, options.guidance_high)
 
 
 def _timings(t_start: float, t_encoded: float, t_denoised: float) -> dict[str, float]:
@@ -363,7 +370,8 @@ def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, kn
     if known:
         denoiser = PasteKnown(denoiser)  # the call's cond_video/cond_mask, sliced per window
     if uncond is not None:
-        denoiser = CFGDenoiser(denoiser, options.guidance, uncond, low=guidance_low(options))
+        denoiser = CFGDenoiser(denoiser, options.guidance, uncond, low=guidance_low(options),
+                               high=guidance_high(options))
     window = options.window or min(cfg.frames, frames)
     if window < frames or options.loop or window_text is not None:
         denoiser = TemporalWindows(denoiser, window, min(options.overlap, window - 1), loop=options.loop,
@@ -390,8 +398,9 @@ def check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: 
         raise UsageError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
     for name in ("steps", "guidance", "eta", "schedule_shift"):
         limits.check(name, getattr(options, name))
-    if options.guidance_low is not None:
-        limits.check("guidance_low", options.guidance_low)
+    for name in ("guidance_low", "guidance_high"):
+        if getattr(options, name) is not None:
+            limits.check(name, getattr(options, name))
     frames = options.frames or cfg.frames
     try:
         model.unet.check_input(frames, cfg.size, cfg.size)

@@ -100,7 +100,7 @@ def _validate(r: Request) -> Request:
     if not prompt:
         raise UsageError('empty prompt (describe the video, e.g. "a red circle moving left")')
     o = r.options
-    for name in ("steps", "guidance", "guidance_low", "schedule_shift", "frames"):
+    for name in ("steps", "guidance", "guidance_low", "guidance_high", "schedule_shift", "frames"):
         if getattr(o, name) is not None:
             limits.check(name, getattr(o, name))
     limits.check("eta", o.eta)
@@ -203,7 +203,8 @@ def _tasks_taking(name: str) -> list[str]:
 
 # Keys a JSONL line may set for its own item (the command line sets the same, as --long-options).
 ITEM_KEYS = frozenset({
-    "prompt", "negative", "seed", "steps", "guidance", "guidance_low", "sampler", "schedule_shift", "frames", "fps", "output",
+    "prompt", "negative", "seed", "steps", "guidance", "guidance_low", "guidance_high", "sampler", "schedule_shift", "frames",
+    "fps", "output",
     "image", "video", "mask", "strength", "stride", "input_fps", "last_image", "keyframes", "backward", "loop",
     "schedule", "bf16",
 })
@@ -224,8 +225,8 @@ def build(task: Task | str, fields: dict[str, Any], *, output: OutputSpec, style
         for key, kinds in _TYPES.items():
             if fields.get(key) is not None and not isinstance(fields[key], kinds):
                 raise UsageError(f"{key} must be a string, got {fields[key]!r}")
-        for key in ("seed", "steps", "guidance", "guidance_low", "schedule_shift", "frames", "fps", "strength", "stride",
-                    "input_fps"):
+        for key in ("seed", "steps", "guidance", "guidance_low", "guidance_high", "schedule_shift", "frames", "fps",
+                    "strength", "stride", "input_fps"):
             if fields.get(key) is not None:
                 limits.check(key, fields[key])
         spec = output
@@ -239,6 +240,7 @@ def build(task: Task | str, fields: dict[str, Any], *, output: OutputSpec, style
                 raise UsageError(f"{key} must be true or false, got {fields[key]!r}")
         options = SampleOptions(
             steps=fields.get("steps"), guidance=fields.get("guidance"), guidance_low=fields.get("guidance_low"),
+            guidance_high=fields.get("guidance_high"),
             sampler=fields.get("sampler"),
             negative=fields.get("negative") or "", frames=fields.get("frames"),
             schedule_shift=fields.get("schedule_shift"), loop=fields.get("loop", False), bf16=fields.get("bf16", False),

@@ -4,10 +4,12 @@
 
 - startup: a t2v in a fresh process, its wall time against the sidecar's generate_s (start-up is the
   rest), and what its imports cost (python -X importtime, a second run);
+- served: the same t2v handed to a `lumiere serve` started for the measurement (its own socket);
 - step: one guided sampling step (batch 2, the model's frames and size) in this process: its time,
   its FLOPs (torch's flop counter) and GFLOP/s against an fp32 2048x2048 matmul measured in the same
   run at the same thread count;
-- quality: `lumiere eval --n N --base-only` at several (sampler, steps), fresh processes;
+- quality: `lumiere eval --n N --base-only` at several (sampler, steps, high-noise guidance), fresh
+  processes;
 - batch: N prompts as N separate t2v processes against one `--prompts FILE` run (clips/s);
 - memory: peak RSS of a t2v process at 16, 64 and 256 frames (long clips use temporal windows);
 - diffusers: diffusers' UNet3DConditionModel at about the STUNet's parameter count, one forward of
@@ -41,9 +43,10 @@ PROMPTS = [
     "a red square bouncing on a black background",
     "a blue circle moving right on a white background",
 ]
-# (sampler, steps, schedule shift or None for the model's): the model's default first.
-QUALITY = (("ddim", 25, None), ("ddim", 10, None), ("ddim", 10, 3.0), ("dpmpp-2m", 10, None))
-SECTIONS = ("startup", "step", "quality", "batch", "memory", "diffusers")
+# (sampler, steps, schedule shift, guidance above noise 5; None: the model's): the default first.
+QUALITY = (("ddim", 10, None, None), ("ddim", 10, None, 3.0), ("ddim", 25, None, None), ("ddim", 25, None, 3.0),
+           ("dpmpp-2m", 10, None, None))
+SECTIONS = ("startup", "served", "step", "quality", "batch", "memory", "diffusers")
 
 
 def machine() -> dict:
@@ -53,9 +56,15 @@ def machine() -> dict:
             "load_average": [round(v, 2) for v in os.getloadavg()], "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
-def lumiere(*args: str, threads: int | None = None, importtime: bool = False) -> tuple[float, str, str]:
-    """Run `lumiere ARGS` in a fresh process: (wall seconds, stdout, stderr)."""
+def lumiere(*args: str, threads: int | None = None, importtime: bool = False,
+            socket: Path | None = None) -> tuple[float, str, str]:
+    """Run `lumiere ARGS` in a fresh process, or handed to the server on `socket`: (wall seconds,
+    stdout, stderr)."""
     env = dict(os.environ)
+    if socket is None:
+        env["LUMIERE_NO_SERVER"] = "1"  # a server the user runs would measure itself
+    else:
+        env.update({"LUMIERE_SOCKET": str(socket), "LUMIERE_NO_SERVER": "0"})
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "lumiere_cli", *args]
@@ -122,6 +131,38 @@ def startup(args) -> dict:
             "startup_s": round(best["startup_s"], 3),
             "startup_median_s": round(statistics.median(r["startup_s"] for r in runs), 3),
             "timings": best["timings"], "imports_s": _imports(err), "target_startup_s": 2.5}
+
+
+def served(args) -> dict:
+    """Start-up of the same t2v as `startup`, handed to a `lumiere serve` (on a socket of its own)."""
+    folder = Path(tempfile.mkdtemp(prefix="lumiere-bench-"))
+    socket = folder / "run" / "serve.sock"
+    socket.parent.mkdir(mode=0o700)
+    env = {**os.environ, "LUMIERE_SOCKET": str(socket)}
+    if args.threads is not None:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    start = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "lumiere_cli", "serve", "-q"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not socket.exists():
+            if server.poll() is not None or time.perf_counter() - start > 120:
+                raise RuntimeError("lumiere serve did not start")
+            time.sleep(0.02)
+        ready_s = time.perf_counter() - start
+        runs = []
+        for _ in range(args.repeats):
+            wall, out, _ = lumiere("t2v", PROMPT, "--seed", "0", "--json", "--base-only", "--overwrite",
+                                   "-o", str(folder / "clip.mp4"), threads=args.threads, socket=socket)
+            generate_s = _records(out)[0]["timings"]["generate_s"]
+            runs.append({"wall_s": wall, "generate_s": generate_s, "startup_s": wall - generate_s})
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    best = min(runs, key=lambda r: r["startup_s"])
+    return {"runs": len(runs), "server_ready_s": round(ready_s, 3), "wall_s": round(best["wall_s"], 3),
+            "generate_s": round(best["generate_s"], 3), "startup_s": round(best["startup_s"], 3),
+            "startup_median_s": round(statistics.median(r["startup_s"] for r in runs), 3), "target_startup_s": 2.5}
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
@@ -205,15 +246,18 @@ def step(args) -> dict:
 
 def quality(args) -> dict:
     rows = []
-    for sampler, steps, shift in QUALITY:
+    for sampler, steps, shift, high in QUALITY:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "eval.json"
             shifted = ["--schedule-shift", str(shift)] if shift is not None else []
+            guided = ["--guidance-high", str(high)] if high is not None else []
             wall, _, _ = lumiere("eval", "--n", str(args.quality_n), "--sampler", sampler, "--steps", str(steps),
-                                 *shifted, "--base-only", "--json-out", str(out), "-q", threads=args.threads)
+                                 *shifted, *guided, "--base-only", "--json-out", str(out), "-q", threads=args.threads)
             report = json.loads(out.read_text())
-        rows.append({"sampler": sampler, "steps": steps, "shift": report.get("options", {}).get("schedule_shift", shift),
-                     "wall_s": round(wall, 1), **_eval_figures(report)})
+        options = report.get("options", {})
+        rows.append({"sampler": sampler, "steps": steps, "shift": options.get("schedule_shift", shift),
+                     "guidance_high": options.get("guidance_high", high), "wall_s": round(wall, 1),
+                     **_eval_figures(report)})
     return {"n": args.quality_n, "rows": rows}
 
 
@@ -324,7 +368,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
 
-    functions = {"startup": startup, "step": step, "quality": quality, "batch": batch, "memory": memory,
+    functions = {"startup": startup, "served": served, "step": step, "quality": quality, "batch": batch, "memory": memory,
                  "diffusers": diffusers_step}
     result = {"machine": machine()}
     for name in wanted:

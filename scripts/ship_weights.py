@@ -36,6 +36,10 @@ def main() -> None:
                     help="the guidance scale sampling uses by default (DiffusionConfig.sample_guidance)")
     ap.add_argument("--sample-guidance-low", type=float, default=None,
                     help="the guidance scale below noise 1 with the default scale (DiffusionConfig.sample_guidance_low)")
+    ap.add_argument("--sample-guidance-high", type=float, default=None,
+                    help="the guidance scale above noise 5 with the default scale (DiffusionConfig.sample_guidance_high)")
+    ap.add_argument("--sample-steps", type=int, default=None,
+                    help="the number of sampling steps by default (DiffusionConfig.sample_steps)")
     ap.add_argument("--sample-sampler", choices=[s.value for s in Sampler], default=None,
                     help="the sampler sampling uses by default (DiffusionConfig.sample_sampler)")
     ap.add_argument("--sample-sigmas", default=None,
@@ -49,7 +53,8 @@ def main() -> None:
 
     model = load_model(args.src, grow=args.grow)
     recommend = {"sample_shift": args.sample_shift, "sample_guidance": args.sample_guidance,
-                 "sample_guidance_low": args.sample_guidance_low, "sample_sampler": args.sample_sampler,
+                 "sample_guidance_low": args.sample_guidance_low, "sample_guidance_high": args.sample_guidance_high,
+                 "sample_steps": args.sample_steps, "sample_sampler": args.sample_sampler,
                  "sample_sigmas": tuple(float(v) for v in args.sample_sigmas.split(",")) if args.sample_sigmas else None}
     recommend = {k: v for k, v in recommend.items() if v is not None}
     model.config = replace(model.config, diffusion=replace(model.config.diffusion, **recommend))

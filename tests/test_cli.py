@@ -121,6 +121,10 @@ def test_t2v_mp4_reads_back_with_parameters(env, model_cfg):
     assert r.exit_code == 0 and video_io.read_metadata(rec["path"])["guidance_low"] == 1.5
     r = invoke("t2v", "a red circle moving left", "--guidance-low", 99, *FAST)
     assert r.exit_code == 2 and "less than or equal to 50" in r.stderr
+    assert "guidance_high" not in meta
+    r = invoke("t2v", "a red circle moving left", "--seed", 5, "--json", "--guidance-high", 2, *FAST)
+    (rec,) = json_lines(r)
+    assert r.exit_code == 0 and video_io.read_metadata(rec["path"])["guidance_high"] == 2.0
 
 
 def test_random_seed_is_reported_and_default_names_never_collide(env):

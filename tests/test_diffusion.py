@@ -348,6 +348,13 @@ def test_cfg_guides_each_sample_on_the_scale_of_its_noise_level():
     assert net.batches == [1, 1, 2]
     # the same scale below as above is one scale
     assert CFGDenoiser(net, 3.0, neg, low=(1.0, 3.0)).low is None
+    # a high band: over its level only, beside the low one
+    banded = CFGDenoiser(net, 3.0, neg, low=(1.0, 1.5), high=(2.0, 2.0))
+    assert banded.scales(sigma).tolist() == [1.5, 3.0, 2.0]
+    out = banded(x, sigma, **cond)
+    for i, scale in enumerate([1.5, 3.0, 2.0]):
+        assert torch.allclose(out[i], uncond[i] + scale * (plain[i] - uncond[i]), atol=1e-5)
+    assert CFGDenoiser(net, 3.0, neg, high=(5.0, 3.0)).high is None
 
 
 def test_temporal_windows_single_window_equals_plain():

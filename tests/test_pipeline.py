@@ -111,6 +111,23 @@ def test_low_noise_guidance_is_the_models_on_its_default_scale_and_the_callers_o
         generate(tiny_model, "a red circle", seed=3, options=SampleOptions(steps=2, guidance_low=-1.0))
 
 
+def test_high_noise_guidance_follows_the_same_rule(tiny_model):
+    """The high-noise scale: the model's on its default scale, the caller's otherwise; it changes
+    the clip, the clip is the one naming it gives, and a bad value is a one-line UsageError."""
+    diffusion = dataclasses.replace(tiny_model.config.diffusion, sample_guidance=3.0, sample_guidance_high=2.0)
+    recommending = copy.copy(tiny_model)
+    recommending.config = dataclasses.replace(tiny_model.config, diffusion=diffusion)
+    high = lambda **kw: resolve_options(recommending.config, SampleOptions(**kw)).guidance_high
+    assert high() == 2.0 and high(guidance=3.0) == 2.0 and high(guidance=5.0) == 5.0 and high(guidance_high=4.0) == 4.0
+    assert resolve_options(tiny_model.config, SampleOptions()).guidance_high == DEFAULT_GUIDANCE  # none recommended
+    # levels above 5 only on the first steps of the cosine from 80
+    clip = lambda model, **kw: generate(model, "a red circle", seed=3, options=SampleOptions(steps=6, **kw)).frames
+    assert np.array_equal(clip(recommending), clip(tiny_model, guidance=3.0, guidance_high=2.0))
+    assert not np.array_equal(clip(recommending), clip(tiny_model, guidance=3.0))
+    with pytest.raises(UsageError, match="guidance high must be between 0 and 50"):
+        generate(tiny_model, "a red circle", seed=3, options=SampleOptions(steps=2, guidance_high=51.0))
+
+
 def test_tuned_noise_levels_are_the_models_at_their_step_count_and_named_levels_are_the_callers(tiny_model):
     """A model's tuned levels serve sampling at their step count on its own shift; another step
     count, or a named shift, gets the shifted cosine; levels the caller names are sampled as given

@@ -30,6 +30,7 @@ class Shared:
     steps: int | None
     guidance: float | None
     guidance_low: float | None
+    guidance_high: float | None
     negative: str
     sampler: Sampler | None
     schedule_shift: float | None
@@ -56,7 +57,7 @@ class Shared:
 
 def _shared(
     seed: o.Seed = None, steps: o.Steps = None, guidance: o.Guidance = None, guidance_low: o.GuidanceLow = None,
-    negative: o.Negative = "",
+    guidance_high: o.GuidanceHigh = None, negative: o.Negative = "",
     sampler: o.SamplerOpt = None, schedule_shift: o.ScheduleShift = None, frames: o.Frames = None,
     fps: o.Fps = None,
     output: o.Output = None, out_dir: o.OutDir = Path("."), format: o.FormatOpt = None,
@@ -97,7 +98,8 @@ def _run(task: Task, s: Shared, prompt: str | None, inputs: dict, style=None) ->
 
     ui = UI(quiet=s.quiet, json_lines=s.json)
     common = {"negative": s.negative or None, "seed": s.seed, "steps": s.steps, "guidance": s.guidance,
-              "guidance_low": s.guidance_low, "sampler": s.sampler.value if s.sampler else None, "schedule_shift": s.schedule_shift,
+              "guidance_low": s.guidance_low, "guidance_high": s.guidance_high,
+              "sampler": s.sampler.value if s.sampler else None, "schedule_shift": s.schedule_shift,
               "frames": s.frames, "fps": s.fps, "base_only": s.base_only or None, "ssr_steps": s.ssr_steps,
               "ssr_noise": s.ssr_noise, "bf16": s.bf16 or None, **inputs}
     output = OutputSpec(path=s.output, out_dir=s.out_dir, format=s.format, overwrite=s.overwrite,

@@ -30,7 +30,7 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
     """
     from dataclasses import asdict
 
-    from lumiere_cli.config import LOW_NOISE_SIGMA
+    from lumiere_cli.config import HIGH_NOISE_SIGMA, LOW_NOISE_SIGMA
     from lumiere_cli.weights_header import read_info
 
     header = read_info(weights)
@@ -71,9 +71,13 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
                                 f"{d.sampling_schedule_shift:g} for sampling (--schedule-shift)" +
               (f"; at {len(d.sample_sigmas)} steps the model's tuned levels "
                f"{', '.join(f'{v:.3g}' for v in d.sample_sigmas)}" if d.sample_sigmas else ""))
-    low = d.sampling_guidance_low()
-    t.add_row("guidance", f"{d.sampling_guidance:g} by default (--guidance)" if low == d.sampling_guidance else
-              f"{d.sampling_guidance:g} by default, {low:g} below noise {LOW_NOISE_SIGMA:g} (--guidance, --guidance-low)")
+    bands = [(f"{d.sampling_guidance_high():g} above noise {HIGH_NOISE_SIGMA:g}", "--guidance-high",
+              d.sampling_guidance_high()),
+             (f"{d.sampling_guidance_low():g} below noise {LOW_NOISE_SIGMA:g}", "--guidance-low", d.sampling_guidance_low())]
+    bands = [(text, flag) for text, flag, scale in bands if scale != d.sampling_guidance]
+    t.add_row("guidance", ", ".join([f"{d.sampling_guidance:g} by default"] + [text for text, _ in bands])
+              + f" ({', '.join(['--guidance'] + [flag for _, flag in bands])})")
+    t.add_row("steps", f"{d.sampling_steps} by default (--steps)")
     t.add_row("sampler", f"{d.sampling_sampler} by default (--sampler)")
     t.add_row("vocabulary", " ".join(cfg.vocabulary) if cfg.vocabulary else "(not recorded)")
     if ssr is not None:
@@ -137,7 +141,7 @@ def train(
     layouts: Annotated[Layouts, typer.Option(help="video stages: the <C, M> layouts clips train with: standard (none, first frame, inpaint, cinemagraph) or time (those and whole known frames anywhere: keyframes, a prefix, a suffix, both ends, for extend, keyframes and long clips).")] = Layouts.standard,
     out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoint, metrics.jsonl and the weights (weights/).")] = Path("runs/default"),
     init: Annotated[Optional[Path], typer.Option(help="Weights to start from: a .safetensors file, its folder, or the previous stage's run folder.", show_default=False)] = None,
-    config: Annotated[Optional[str], typer.Option(help="ModelConfig changes, inline JSON or a .json file. With --init only what no weight depends on: frames (video stages), fps, diffusion.schedule_shift, sample_shift, sample_guidance, sample_guidance_low, sample_sampler, sample_sigmas.", show_default=False)] = None,
+    config: Annotated[Optional[str], typer.Option(help="ModelConfig changes, inline JSON or a .json file. With --init only what no weight depends on: frames (video stages), fps, diffusion.schedule_shift, sample_shift, sample_guidance, sample_guidance_low, sample_guidance_high, sample_sampler, sample_steps, sample_sigmas.", show_default=False)] = None,
     plan: Annotated[Optional[Path], typer.Option(help="Run the stages of this plan file in order (e.g. plans/shapes.json): finished stages are skipped, a partial one resumes.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in --out.")] = True,
     seed: Annotated[int, typer.Option(min=0)] = 0,
@@ -252,6 +256,7 @@ def eval_(
     steps: o.Steps = None,
     guidance: o.Guidance = None,
     guidance_low: o.GuidanceLow = None,
+    guidance_high: o.GuidanceHigh = None,
     schedule_shift: o.ScheduleShift = None,
     sampler: o.SamplerOpt = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Also write the report as JSON here.", show_default=False)] = None,
@@ -295,6 +300,7 @@ def eval_(
     opts = SampleOptions(steps=steps or defaults.steps,
                          guidance=guidance,
                          guidance_low=guidance_low,
+                         guidance_high=guidance_high,
                          schedule_shift=schedule_shift,
                          sampler=sampler.value if sampler else None)
     with ui.session():

@@ -92,6 +92,12 @@ GuidanceLow = _number(
     "with its default --guidance, else --guidance).",
     SAMPLING,
 )
+GuidanceHigh = _number(
+    "guidance_high",
+    "Guidance scale at high noise (sigma above 5), the first steps, where the background is decided "
+    "(default: the model's with its default --guidance, else --guidance).",
+    SAMPLING,
+)
 Negative = Annotated[str, typer.Option(help="What the video should not show.", rich_help_panel=SAMPLING)]
 SamplerOpt = Annotated[
     Optional[Sampler], typer.Option("--sampler", help="Sampler (default: the model's, see `lumiere info`).", rich_help_panel=SAMPLING, show_default=False)

@@ -45,27 +45,32 @@ class CFGDenoiser(nn.Module):
         3. D = D_u + scale * (D_c - D_u)
 
     `low = (below, scale_low)` guides samples whose sigma is under `below` with `scale_low`
-    instead: a guidance scale by noise level, as Kynkaanniemi et al. 2024 limit guidance to an
-    interval of noise levels. Layout and motion are drawn at high noise and need the guidance;
-    at low noise a high scale only sharpens the grain and distorts the edges (README, Performance).
+    instead, and `high = (above, scale_high)` those over `above`: a guidance scale by noise level,
+    as Kynkaanniemi et al. 2024 limit guidance to an interval of noise levels. Layout and motion
+    are drawn at middle noise and need the guidance; at low noise a high scale only sharpens the
+    grain and distorts the edges, and on the first, large steps of a short schedule it pushes the
+    background's brightness to an extreme (README, Performance).
 
     A call whose scales are all 1 returns the conditional prediction with one plain call. `uncond`
     tensors with batch 1 are repeated to the call's batch; token lengths must match (same tokenizer).
     """
 
     def __init__(self, model: nn.Module, scale: float, uncond: dict[str, Any],
-                 low: tuple[float, float] | None = None):
+                 low: tuple[float, float] | None = None, high: tuple[float, float] | None = None):
         super().__init__()
         self.model = model
         self.scale = float(scale)
         self.uncond = dict(uncond)
         self.low = None if low is None or float(low[1]) == self.scale else (float(low[0]), float(low[1]))
+        self.high = None if high is None or float(high[1]) == self.scale else (float(high[0]), float(high[1]))
 
     def scales(self, sigma: torch.Tensor) -> torch.Tensor:
         """(b,) the guidance scale of each sample at its noise level."""
         scale = torch.full(sigma.shape, self.scale, dtype=torch.float32, device=sigma.device)
         if self.low is not None:
             scale = torch.where(sigma < self.low[0], torch.full_like(scale, self.low[1]), scale)
+        if self.high is not None:
+            scale = torch.where(sigma > self.high[0], torch.full_like(scale, self.high[1]), scale)
         return scale
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs) -> torch.Tensor:

@@ -28,7 +28,8 @@ VIDEO_STAGES = (Stage.video.value, Stage.video_unfrozen.value)  # stages that tr
 # trains on single frames, so it would record a clip length it never saw).
 CHANGEABLE_ON_INIT = (
     "frames", "fps", "diffusion.schedule_shift", "diffusion.sample_shift", "diffusion.sample_guidance",
-    "diffusion.sample_guidance_low", "diffusion.sample_sampler", "diffusion.sample_sigmas",
+    "diffusion.sample_guidance_low", "diffusion.sample_guidance_high", "diffusion.sample_sampler",
+    "diffusion.sample_steps", "diffusion.sample_sigmas",
 )
 
 
@@ -162,7 +163,8 @@ def _check_model_config(cfg: ModelConfig) -> None:
         raise UsageError(str(e)) from None
     d = cfg.diffusion
     numbers = {"fps": cfg.fps, "diffusion.schedule_shift": d.schedule_shift, "diffusion.sample_shift": d.sample_shift,
-               "diffusion.sample_guidance": d.sample_guidance, "diffusion.sample_guidance_low": d.sample_guidance_low}
+               "diffusion.sample_guidance": d.sample_guidance, "diffusion.sample_guidance_low": d.sample_guidance_low,
+               "diffusion.sample_guidance_high": d.sample_guidance_high}
     for name, value in numbers.items():
         ok = value is None and name not in ("fps", "diffusion.schedule_shift")
         ok = ok or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0)
@@ -170,6 +172,10 @@ def _check_model_config(cfg: ModelConfig) -> None:
             raise UsageError(f"{name} must be a positive number, got {value!r}")
     if d.sample_sampler is not None:
         Sampler.parse(d.sample_sampler, "diffusion.sample_sampler")
+    if d.sample_steps is not None:
+        if not isinstance(d.sample_steps, int) or isinstance(d.sample_steps, bool):
+            raise UsageError(f"diffusion.sample_steps must be an integer, got {d.sample_steps!r}")
+        limits.check("steps", d.sample_steps)
     if d.sample_sigmas is not None:
         limits.check_sigmas(d.sample_sigmas, d.sigma_max, "diffusion.sample_sigmas")
 
