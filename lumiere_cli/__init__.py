@@ -7,10 +7,26 @@ cheap: torch loads when a model does.
 
 __version__ = "0.1.0"
 
-from .choices import Format, Sampler, Task  # noqa: E402
-from .config import SampleOptions  # noqa: E402
-from .jobs import Listener, Outcome, run  # noqa: E402
-from .requests import InputFiles, OutputSpec, Request, StyleSpec  # noqa: E402
+import importlib
 
-__all__ = ["Format", "InputFiles", "Listener", "Outcome", "OutputSpec", "Request", "SampleOptions", "Sampler",
-           "StyleSpec", "Task", "run", "__version__"]
+# Where each public name lives; imported on first use, so that the `lumiere` executable, which
+# only hands a command to a running server, imports none of it (PEP 562).
+_EXPORTS = {
+    "Format": "choices", "Sampler": "choices", "Task": "choices",
+    "SampleOptions": "config",
+    "Listener": "jobs", "Outcome": "jobs", "run": "jobs",
+    "InputFiles": "requests", "OutputSpec": "requests", "Request": "requests", "StyleSpec": "requests",
+}
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -22,6 +22,14 @@ MEASURES = (("iou", "IoU", 3), ("residual", "residual", 1), ("grain", "grain", 1
             ("stability", "stability", 3))
 
 
+def guidance_text(scale, low=None, high=None) -> str:
+    """"guidance 3 (2 above noise 5, 1 below noise 1)": a scale and its bands by noise level."""
+    from .config import HIGH_NOISE_SIGMA, LOW_NOISE_SIGMA
+
+    bands = [f"{v:g} {where} noise {at:g}" for v, where, at in
+             ((high, "above", HIGH_NOISE_SIGMA), (low, "below", LOW_NOISE_SIGMA)) if v is not None and v != scale]
+    return f"guidance {scale:g}" + (f" ({', '.join(bands)})" if bands else "")
+
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
@@ -79,7 +87,10 @@ def render(info: WeightsInfo) -> str:
         f"- Diffusion: {cfg.diffusion.prediction}-prediction, cosine schedule in sigma form, "
         f"sigma in [{cfg.diffusion.sigma_min}, {cfg.diffusion.sigma_max}], trained with schedule shift "
         f"{cfg.diffusion.schedule_shift:g}, sampled by default with shift {cfg.diffusion.sampling_schedule_shift:g}, "
-        f"guidance {cfg.diffusion.sampling_guidance:g} and the {cfg.diffusion.sampling_sampler} sampler.",
+        f"{guidance_text(cfg.diffusion.sampling_guidance, cfg.diffusion.sampling_guidance_low(), cfg.diffusion.sampling_guidance_high())}, "
+        f"{cfg.diffusion.sampling_steps} steps"
+        + (" on tuned noise levels" if cfg.diffusion.tuned_sigmas(cfg.diffusion.sampling_steps) else "")
+        + f" and the {cfg.diffusion.sampling_sampler} sampler.",
         f"- Stored as fp16 safetensors; content hash `{info.content_hash}`.",
         "",
         "## Data",
@@ -105,8 +116,11 @@ def render(info: WeightsInfo) -> str:
         opts = ev.get("options", {})
         lines += [
             "## Evaluation (`lumiere eval`)",
-            f"{ev['n']} clips per split, seed {ev['seed']}, sampler {opts.get('sampler')}, {opts.get('steps')} steps, "
-            f"guidance {opts.get('guidance')}, schedule shift {opts.get('schedule_shift') or 1.0:g}. Each clip is read "
+            f"{ev['n']} clips per split, seed {ev['seed']}, sampler {opts.get('sampler')}, {opts.get('steps')} steps"
+            + (" on the model's tuned noise levels" if opts.get("sigmas") else
+               f", schedule shift {opts.get('schedule_shift') or 1.0:g}")
+            + f", {guidance_text(opts.get('guidance'), opts.get('guidance_low'), opts.get('guidance_high'))}. "
+            "Each clip is read "
             "strictly: every frame fitted by the renderer itself, an attribute counted only inside the range renders "
             "of it occupy (renders score 100%, IoU >= 0.97, grain 0). IoU: silhouette against the best-fitting "
             "render; residual: RMS (0-255) against it; grain: background noise (0-255); spread: colour noise inside "

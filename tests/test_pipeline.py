@@ -305,7 +305,10 @@ def test_shipped_weights_load_by_default_and_generate(monkeypatch):
     assert model.card["training"] and "eval" in model.card
     res = generate(model, "a red circle moving left on a black background", options=SampleOptions(steps=2), seed=0)
     assert res.frames.shape == (cfg.frames, cfg.size, cfg.size, 3) and not res.unknown_words
-    # its tuned levels serve 10 steps, within its sigma range; the default stays the shifted cosine
+    # the default: its tuned levels for 10 steps, within its sigma range, with a lower scale above noise 5;
+    # another step count samples on the shifted cosine
     tuned = cfg.diffusion.sample_sigmas
     assert len(tuned) == 10 and tuned[0] == cfg.diffusion.sigma_max and tuned[-1] >= cfg.diffusion.sigma_min
-    assert resolve_options(cfg, SampleOptions(steps=10)).sigmas == tuned and resolve_options(cfg, SampleOptions()).sigmas is None
+    default = resolve_options(cfg, SampleOptions())
+    assert default.steps == 10 and default.sigmas == tuned and (default.guidance, default.guidance_high) == (3.0, 2.0)
+    assert resolve_options(cfg, SampleOptions(steps=25)).sigmas is None
