@@ -193,3 +193,16 @@ def test_idle_limit_and_a_shared_folder(tmp_path):
     shared.chmod(0o755)
     r = _run(["serve"], _environ(shared / "serve.sock"), tmp_path)
     assert r.returncode == 2 and "must belong to you alone" in r.stderr
+
+
+def test_a_command_outlives_a_killed_server(tmp_path, tiny_weights):
+    s = Server(tmp_path / "run")
+    env = _environ(s.socket, LUMIERE_WEIGHTS=tiny_weights, XDG_CACHE_HOME=tmp_path / "cache")
+    out = tmp_path / "work"
+    out.mkdir()
+    proc = _popen(["t2v", PROMPT, "-o", "late.gif", "--steps", 1000, "--device", "cpu"], env, out)
+    _wait_for(lambda: any("late.gif" in line for line in s.served()), what="the command to start")
+    s.proc.kill()
+    s.proc.wait()
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    assert (out / "late.gif").exists()

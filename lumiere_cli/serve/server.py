@@ -233,6 +233,7 @@ def _reap(state: _State, log: Log) -> None:
             continue
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code  # killed by signal n: 128 + n, as a shell reports it
+        # A child that exited sent its code itself; this one reaches the client only if it was killed.
         state.last_activity = time.monotonic()
         log(f"[{pid}] exit {code} after {time.monotonic() - done.started:.2f} s")
         try:
@@ -263,6 +264,10 @@ def _fork(channel: Channel, request: dict[str, Any], fds: list[int], closing: li
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        try:  # from the child itself, so that a server killed meanwhile loses no exit code
+            channel.write({"exit": code})
         except BaseException:  # noqa: BLE001
             pass
         os._exit(code)
