@@ -188,6 +188,9 @@ def test_status_one_server_per_socket_and_stop(tmp_path, tiny_weights):
 def test_idle_limit_and_a_shared_folder(tmp_path):
     s = Server(tmp_path / "idle", "--idle-exit", "0.02")
     assert s.proc.wait(timeout=60) == 0 and "idle" in s.log.read_text()
+    hung_up = Server(tmp_path / "hup")  # its terminal closed
+    hung_up.proc.send_signal(signal.SIGHUP)
+    assert hung_up.proc.wait(timeout=60) == 0 and not hung_up.socket.exists()
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)

@@ -1,7 +1,7 @@
 """The server half: import once, then fork a child per command (see the package's docstring).
 
-`serve` blocks until stopped (a `stop` request, SIGTERM, Ctrl-C or the idle limit), then waits for
-the commands still running and reports their exit codes before it removes its socket.
+`serve` blocks until stopped (a `stop` request, SIGTERM, SIGHUP, Ctrl-C or the idle limit), then
+waits for the commands still running before it removes its socket.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def _loop(listener: socket.socket, close_listener: Callable[[], None], stamp: st
         state.stopping = True
 
     handlers = {sig: signal.signal(sig, h) for sig, h in
-                ((signal.SIGCHLD, lambda s, f: None), (signal.SIGTERM, stop), (signal.SIGINT, stop))}
+                ((signal.SIGCHLD, lambda s, f: None), (signal.SIGTERM, stop), (signal.SIGHUP, stop),
+                 (signal.SIGINT, stop))}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
