@@ -7,7 +7,7 @@
 - served: the same t2v handed to a `lumiere serve` started for the measurement (its own socket);
 - step: one guided sampling step (batch 2, the model's frames and size) in this process: its time,
   its FLOPs (torch's flop counter) and GFLOP/s against an fp32 2048x2048 matmul measured in the same
-  run at the same thread count;
+  run at the same thread count; then the whole sampling of a default t2v, base and SSR, the same way;
 - quality: `lumiere eval --n N --base-only` at several (sampler, steps, high-noise guidance), fresh
   processes;
 - batch: N prompts as N separate t2v processes against one `--prompts FILE` run (clips/s);
@@ -236,12 +236,45 @@ def step(args) -> dict:
         big = _guided_step(model, b)
         b_best, _ = _time(big, warmup=1, repeats=max(3, args.step_repeats // 3))
         batches[f"clips_{b}"] = {"step_ms": round(1000 * b_best, 1), "per_clip_ms": round(1000 * b_best / b, 1)}
+    cascade = _cascade_sampling(model, peak)
     return {"threads": torch.get_num_threads(), "batch": "2 (guided: prompt and negative)",
             "clip": f"{model.config.frames}x{model.config.size}x{model.config.size}",
             "params_unet_M": round(sum(p.numel() for p in model.unet.parameters()) / 1e6, 2),
             "gflop": round(flops / 1e9, 3), "step_ms": round(1000 * best, 1), "step_median_ms": round(1000 * median, 1),
             "gflops": round(flops / best / 1e9, 1), "matmul_peak_gflops": round(peak, 1),
-            "peak_fraction": round(flops / best / 1e9 / peak, 3), "target_fraction": 0.65, "batched": batches}
+            "peak_fraction": round(flops / best / 1e9 / peak, 3), "target_fraction": 0.65, "batched": batches,
+            "cascade": cascade}
+
+
+def _cascade_sampling(model, peak: float) -> dict | None:
+    """The whole sampling of a default t2v, base then SSR (default settings, one clip): its FLOPs,
+    best time of 3 and share of the matmul peak. None without the shipped SSR."""
+    from lumiere_cli.cascade.header import ssr_beside
+    from lumiere_cli.cascade.sample import upscale
+    from lumiere_cli.cascade.weights import load_ssr
+    from lumiere_cli.pipeline import generate
+
+    path = ssr_beside(None)
+    if path is None:
+        return None
+    ssr = load_ssr(path)
+
+    def run():
+        frames = generate(model, PROMPT, seed=0).frames
+        return upscale(ssr, frames, PROMPT, seed=0)
+
+    def base():
+        return generate(model, PROMPT, seed=0)
+
+    flops, base_flops = _flops(run), _flops(base)
+    best, _ = _time(run, warmup=1, repeats=3)
+    base_best, _ = _time(base, warmup=1, repeats=3)
+    return {"gflop": round(flops / 1e9, 1), "s": round(best, 3), "gflops": round(flops / best / 1e9, 1),
+            "peak_fraction": round(flops / best / 1e9 / peak, 3),
+            "base": {"gflop": round(base_flops / 1e9, 1), "s": round(base_best, 3),
+                     "peak_fraction": round(base_flops / base_best / 1e9 / peak, 3)},
+            "ssr": {"gflop": round((flops - base_flops) / 1e9, 1), "s": round(best - base_best, 3),
+                    "peak_fraction": round((flops - base_flops) / (best - base_best) / 1e9 / peak, 3)}}
 
 
 def quality(args) -> dict:
