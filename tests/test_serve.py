@@ -203,7 +203,7 @@ def test_a_command_outlives_a_killed_server(tmp_path, tiny_weights):
     env = _environ(s.socket, LUMIERE_WEIGHTS=tiny_weights, XDG_CACHE_HOME=tmp_path / "cache")
     out = tmp_path / "work"
     out.mkdir()
-    proc = _popen(["t2v", PROMPT, "-o", "late.gif", "--steps", 1000, "--device", "cpu"], env, out)
+    proc = _popen(["t2v", PROMPT, "-o", "late.gif", "--steps", 300, "--device", "cpu"], env, out)
     _wait_for(lambda: any("late.gif" in line for line in s.served()), what="the command to start")
     s.proc.kill()
     s.proc.wait()
