@@ -414,6 +414,21 @@ def test_click_usage_errors_are_one_line_through_the_entry_point(args, words):
     assert "--help" in proc.stderr and not proc.stdout
 
 
+def test_the_process_ends_with_its_exit_handlers_run_and_its_output_whole(tmp_path):
+    """end_process skips the interpreter's teardown, not what a command relies on it for: exit
+    handlers (a temporary folder's finalizer among them), buffered output, the exit code."""
+    code = ("import atexit, tempfile\n"
+            "from lumiere_cli.cli import end_process\n"
+            "kept = tempfile.TemporaryDirectory(dir=%r)\n"
+            "atexit.register(print, 'handler ran')\n"
+            "print('x' * 100000, end='|')\n"
+            "end_process(3)\n") % str(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == "x" * 100000 + "|handler ran\n"
+    assert list(tmp_path.iterdir()) == []  # the finalizer removed it
+
+
 def test_no_arguments_prints_help():
     proc = subprocess.run([sys.executable, "-m", "lumiere_cli"], capture_output=True, text=True)
     assert proc.returncode == 0 and "t2v" in proc.stdout

@@ -6,6 +6,7 @@ waits for the commands still running before it removes its socket.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import io
 import os
@@ -263,6 +264,7 @@ def _fork(channel: Channel, request: dict[str, Any], fds: list[int], closing: li
             pass
     finally:
         try:
+            atexit._run_exitfuncs()  # as a process of its own would (cli.end_process)
             sys.stdout.flush()
             sys.stderr.flush()
         except BaseException:  # noqa: BLE001
@@ -306,14 +308,10 @@ def _child(channel: Channel, request: dict[str, Any], fds: list[int], closing: l
     except OSError as e:
         print(f"error: cannot enter {request['cwd']}: {e.strerror}", file=sys.stderr)
         return 1
-    from lumiere_cli.cli import main
+    from lumiere_cli.cli import run
 
     sys.argv = ["lumiere", *request["argv"]]
-    try:
-        main()
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return 0
+    return run(list(request["argv"]))
 
 
 def _reopen_stdio() -> None:
