@@ -57,6 +57,18 @@ def check(name: str, value: object) -> int | float:
     return value
 
 
+# The numbers of a SampleOptions (config.py) that the table above bounds.
+SAMPLE_NUMBERS = ("steps", "guidance", "guidance_low", "guidance_high", "schedule_shift", "frames", "eta")
+
+
+def check_sample_numbers(options: object) -> None:
+    """Every number a SampleOptions sets, against its range (None is the model's, and unchecked)."""
+    for name in SAMPLE_NUMBERS:
+        value = getattr(options, name)
+        if value is not None:
+            check(name, value)
+
+
 def check_sigmas(values: object, sigma_max: float, name: str = "noise levels") -> tuple[float, ...]:
     """Noise levels a sampler runs through (it appends 0): at least one, each finite, positive and
     at most the model's sigma_max, strictly decreasing; as floats, or a one-line UsageError."""

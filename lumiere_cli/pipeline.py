@@ -396,11 +396,7 @@ def check(model: LumiereModel, prompt: str, task: str, inputs: Inputs, options: 
         raise UsageError("empty prompt: describe the clip, e.g. \"a red circle moving left on a black background\"")
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
-    for name in ("steps", "guidance", "eta", "schedule_shift"):
-        limits.check(name, getattr(options, name))
-    for name in ("guidance_low", "guidance_high"):
-        if getattr(options, name) is not None:
-            limits.check(name, getattr(options, name))
+    limits.check_sample_numbers(options)
     frames = options.frames or cfg.frames
     try:
         model.unet.check_input(frames, cfg.size, cfg.size)

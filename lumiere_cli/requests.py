@@ -100,10 +100,7 @@ def _validate(r: Request) -> Request:
     if not prompt:
         raise UsageError('empty prompt (describe the video, e.g. "a red circle moving left")')
     o = r.options
-    for name in ("steps", "guidance", "guidance_low", "guidance_high", "schedule_shift", "frames"):
-        if getattr(o, name) is not None:
-            limits.check(name, getattr(o, name))
-    limits.check("eta", o.eta)
+    limits.check_sample_numbers(o)
     _check_cascade(r)
     if o.sampler is not None:
         Sampler.parse(o.sampler, "sampler")
