@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 from typing import Any, Callable
 
 from .protocol import HANDSHAKE_S, Channel, code_stamp, socket_path
@@ -17,7 +18,7 @@ from .protocol import HANDSHAKE_S, Channel, code_stamp, socket_path
 NO_SERVER_ENV = "LUMIERE_NO_SERVER"
 # Under torchrun every rank must be its own process with its own environment.
 _DISTRIBUTED_ENV = ("WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID")
-_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 LOST = 1  # the exit code when the server goes away before the command ends
 
 
@@ -48,6 +49,8 @@ def _connect(timeout: float = HANDSHAKE_S) -> tuple[Channel, dict[str, Any]] | N
 def forward(argv: list[str], *, warn: Callable[[str], None]) -> int | None:
     """Run `lumiere ARGV` in the server and return its exit code; None: run it here instead."""
     if os.environ.get(NO_SERVER_ENV, "") not in ("", "0") or any(k in os.environ for k in _DISTRIBUTED_ENV):
+        return None
+    if not sys.platform.startswith("linux"):  # the server is Linux's (SO_PEERCRED, fork, affinity)
         return None
     if argv[:1] == ["serve"]:
         return None
@@ -92,7 +95,7 @@ def _wait(channel: Channel) -> int:
         except OSError:
             pass
 
-    previous = {sig: signal.signal(sig, relay) for sig in _FORWARDED_SIGNALS}
+    previous = {sig: signal.signal(sig, relay) for sig in (getattr(signal, name) for name in _FORWARDED_SIGNALS)}
     try:
         while True:
             try:

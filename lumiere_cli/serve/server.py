@@ -79,6 +79,8 @@ class _State:
 
 def serve(path: Path | None = None, *, idle_exit_s: float = 1800.0, log: Log = lambda line: None) -> int:
     """Serve until stopped; returns the number of commands served."""
+    if not sys.platform.startswith("linux"):
+        raise UsageError("lumiere serve runs on Linux (it forks, and checks its callers with SO_PEERCRED)")
     path = socket_path() if path is None else Path(path)
     private_folder(path)
     lock = open(f"{path}.lock", "a+")
