@@ -36,6 +36,7 @@ LIMITS: dict[str, Range] = {
     "strength": Range(0.0, 1.0),
     "ssr_steps": Range(1, 1000, int),
     "ssr_noise": Range(0.0, 1.0),
+    "upscale_size": Range(4, 1024, int),
     "alpha": Range(0.0, 1.0),
     "style_steps": Range(1, 100_000, int),
     "display_scale": Range(0, 64, int),

@@ -152,3 +152,19 @@ def test_batch_items_set_the_cascade_options(env):
     (env / "bad.jsonl").write_text('{"prompt": "a red circle", "ssr_noise": 3}\n')
     bad = invoke("t2v", "--prompts", "bad.jsonl", *FAST)
     assert bad.exit_code == 2 and "ssr noise" in bad.output
+
+
+def test_upscale_at_a_size_of_ones_own_in_tiles(env, cascade_weights):
+    """--size fits the clip to another side first; frames larger than one --ssr-tile go in tiles,
+    recorded in the sidecar; a size or tile the SSR cannot take is refused before it loads."""
+    src = _clip(env / "small")
+    result = invoke("upscale", "--video", src, "-o", "big.mp4", "--size", "32", "--ssr-tile", "32", "--ssr-steps", "1",
+                    "--display-scale", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[-1])["size"] == [64, 64]
+    assert video_io.read_video(env / "big.mp4").frames.shape[1:3] == (64, 64)
+    cascade = json.loads((env / "big.mp4.json").read_text())["cascade"]
+    assert cascade["base_size"] == 32 and cascade["size"] == 64 and cascade["tile"] == 32
+    for args, words in ((["--size", "31"], "--size must be a multiple"), (["--ssr-tile", "18"], "SSR tile must be")):
+        bad = invoke("upscale", "--video", src, "-o", "bad.mp4", *args)
+        assert bad.exit_code == 2 and words in bad.output and "loading" not in bad.output

@@ -63,6 +63,14 @@ class SSRInfo:
     def parameters_under(self, prefix: str) -> int:
         return sum(math.prod(s) for name, s in self.shapes.items() if name.startswith(prefix))
 
+    @property
+    def size_multiple(self) -> int:
+        """Input sides are multiples of this: the U-Net's multiple (its patch times every 2x
+        downsampling, as `UNet.size_multiple`) at the input's scale."""
+        u = self.config.unet
+        out = u.patch * 2 ** (len(u.channels) - 1)
+        return out // math.gcd(out, self.config.factor)
+
 
 def parse_ssr_metadata(p: Path, meta: dict[str, str]) -> tuple[SSRConfig, dict[str, Any]]:
     if meta.get("format") != SSR_FORMAT:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .options import SSROptions
+from .options import SSROptions, check_tile
 
 
 def load_beside(weights: str | Path | None, device: str = "cpu"):
@@ -29,10 +29,13 @@ def describe(ssr, options: SSROptions | None, *, base_size: int, base_only: bool
     if base_only or ssr is None or options is None:
         return {"stages": ["base"], "base_size": base_size, "base_only": base_only}
     o = options.resolve(ssr)
-    return {"stages": ["base", "ssr"], "base_size": base_size, "size": ssr.config.out_size,
+    size = base_size * ssr.config.factor
+    tile = o.tile_for(size, size)
+    return {"stages": ["base", "ssr"], "base_size": base_size, "size": size,
             "ssr": {"path": str(getattr(ssr, "path", "")), "hash": ssr.weights_hash},
             "ssr_steps": o.steps, "ssr_noise": o.noise, "ssr_sampler": o.sampler, "ssr_guidance": o.guidance,
-            "ssr_schedule_shift": o.schedule_shift, "window": o.window, "overlap": o.overlap}
+            "ssr_schedule_shift": o.schedule_shift, "window": o.window, "overlap": o.overlap,
+            **({"tile": tile, "tile_overlap": replace(o, tile=tile).tile_overlap_px} if tile and tile < size else {})}
 
 
 def enlarge(ssr, result, *, task: str, prompt: str, seed: int, options: SSROptions, inputs=None,
@@ -82,6 +85,7 @@ class UpscaleJob:
     input_fps: float | None = None
     fps: float | None = None  # playback rate of the written file; None: the rate it was sampled at
     output: Any = None  # requests.OutputSpec
+    size: int | None = None  # the side the clip is fit to before it is enlarged; None: the SSR's input size
 
 
 @dataclass
@@ -120,6 +124,19 @@ def find_ssr(weights: str | Path | None) -> Path:
     return found
 
 
+def _check_size(size: int, info) -> int:
+    """The input side `lumiere upscale --size` asks for, if the SSR can take it (its U-Net's multiple)."""
+    from .. import limits
+    from ..errors import UsageError
+
+    size = limits.check("upscale_size", size)
+    multiple = info.size_multiple
+    if size % multiple:
+        examples = ", ".join(str(multiple * k) for k in (8, 16, 32, 64))
+        raise UsageError(f"--size must be a multiple of {multiple} for this SSR (e.g. {examples}), got {size}")
+    return size
+
+
 def run_upscale(job: UpscaleJob, *, weights: str | Path | None = None, device: str = "auto",
                 listener=None) -> UpscaleOutcome:
     """Check the job (input, options, output: reserved before the model loads), load the SSR, read
@@ -148,6 +165,8 @@ def run_upscale(job: UpscaleJob, *, weights: str | Path | None = None, device: s
             limits.check(name, getattr(job, name))
     ssr_path = find_ssr(weights)
     info = read_ssr_info(ssr_path)
+    side = info.config.size if job.size is None else _check_size(job.size, info)
+    check_tile(o, info.size_multiple * info.config.factor)
     video_io.probe(job.video)
     out = job.output
     fmt = outputs.format_for(out.path, out.format)
@@ -163,9 +182,9 @@ def run_upscale(job: UpscaleJob, *, weights: str | Path | None = None, device: s
         clip = video_io.read_video(job.video, frames=job.frames, stride=job.stride, source_fps=job.input_fps,
                                    fps=None if job.stride is not None else float(cfg.fps))
         listener.status(clip.describe())
-        low = video_io.fit_to_model(clip.frames, cfg.size)
+        low = video_io.fit_to_model(clip.frames, side)
         # 4. enlarge
-        listener.status(f"enlarging {len(low)} frames {cfg.size} -> {cfg.out_size}")
+        listener.status(f"enlarging {len(low)} frames {side} -> {side * cfg.factor}")
         result = upscale(ssr, low, job.prompt, seed=seed, options=o, device=device, progress=listener.progress)
         # 5. write, with what made it
         fps = job.fps or clip.fps
@@ -180,7 +199,7 @@ def run_upscale(job: UpscaleJob, *, weights: str | Path | None = None, device: s
             weights={"path": str(ssr_path), "hash": info.content_hash},
             inputs={"video": {"path": str(job.video), "sha256": file_sha256(Path(job.video))}},
             strength=None, style=None)
-        meta["cascade"] = describe(ssr, o, base_size=cfg.size) | {"stages": ["ssr"]}
+        meta["cascade"] = describe(ssr, o, base_size=side) | {"stages": ["ssr"]}
         path, side = outputs.write(reservation, result.frames, fps=fps, meta=meta, scale=scale,
                                    display_filter=out.display_filter, timings=result.timings)
     finally:

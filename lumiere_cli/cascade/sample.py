@@ -18,13 +18,14 @@ from einops import rearrange
 from .. import pixels
 from ..diffusion.samplers import SAMPLERS
 from ..diffusion.schedule import get_sigmas
+from ..diffusion.tiles import SpatialTiles
 from ..diffusion.windows import BatchedTemporalWindows
 from ..diffusion.wrappers import CFGDenoiser, PasteKnown
 from ..errors import UsageError
 from ..nn.layers import fast_autocast
 from ..progress import Progress, or_silent
 from .model import SSRModel, condition
-from .options import SSROptions
+from .options import SSROptions, check_tile
 
 # Keyword arguments cut along time with the windows.
 TIME_KWARGS = ("cond_video", "cond_mask", "lowres")
@@ -61,6 +62,7 @@ def upscale(
     # 1. check inputs
     options = options.resolve(ssr)
     frames, height, width = _check(ssr, lowres, options, known, known_mask)
+    options = replace(options, tile=options.tile_for(height, width))
 
     # 2. encode the prompt (and the negative, empty, prompt only when guided)
     with torch.inference_mode():
@@ -86,9 +88,12 @@ def upscale(
     x = cond["lowres"] + torch.randn((1, 3, frames, height, width), generator=generator).to(device) * sigmas[0]
     t_prepared = time.perf_counter()
 
-    # 6. denoise: guidance(paste(windows(denoiser)))
+    # 6. denoise: guidance(paste(tiles(windows(denoiser)))); every TIME_KWARGS tensor is at the output size
     denoiser = BatchedTemporalWindows(ssr.denoiser, options.window, options.overlap, TIME_KWARGS,
                                       chunk=options.chunk, average=options.average)
+    if options.tile:
+        denoiser = SpatialTiles(denoiser, options.tile, options.tile_overlap_px, TIME_KWARGS,
+                                multiple=ssr.unet.spatial.size_multiple)
     if known is not None:
         denoiser = PasteKnown(denoiser, known, known_mask)
     if uncond is not None:
@@ -126,6 +131,7 @@ def _check(ssr: SSRModel, lowres: np.ndarray, o: SSROptions, known, known_mask) 
         raise UsageError(f"the SSR cannot take {frames} frames of {lowres.shape[2]}x{lowres.shape[1]}: {e}") from None
     if not 0 <= o.overlap < o.window:
         raise UsageError(f"overlap must be between 0 and window - 1 ({o.window - 1}); got {o.overlap}")
+    check_tile(o, ssr.unet.spatial.size_multiple)
     for name, v, c in (("known", known, 3), ("known_mask", known_mask, 1)):
         if v is not None and tuple(v.shape) != (1, c, frames, height, width):
             raise UsageError(f"{name} must be (1, {c}, {frames}, {height}, {width}), got {tuple(v.shape)}")

@@ -26,6 +26,11 @@ SsrNoise = Annotated[Optional[float], typer.Option(
     "and grain, lower keeps closer to the input (default: the model's).",
     min=0.0, max=1.0, rich_help_panel=CASCADE, show_default=False)]
 
+SsrTile = Annotated[Optional[int], typer.Option(
+    "--ssr-tile", help="Enlarge frames larger than this many output pixels a side in overlapping tiles of "
+    "that size, averaged at every step, so memory grows with the tile (default: 256); 0: whole frames.",
+    min=0, max=4096, rich_help_panel=CASCADE, show_default=False)]
+
 
 Prompt = Annotated[Optional[str], typer.Argument(help="What the clip shows (optional).", show_default=False)]
 Video = Annotated[Optional[Path], typer.Option("--video", "-v", help="The clip to enlarge: mp4/mov/mkv/webm, gif, "
@@ -42,6 +47,11 @@ def upscale(
     seed: o.Seed = None,
     ssr_steps: SsrSteps = None,
     ssr_noise: SsrNoise = None,
+    ssr_tile: SsrTile = None,
+    size: Annotated[Optional[int], typer.Option(
+        "--size", help="Fit the clip to this many pixels a side before enlarging it (default: the model's input "
+        "size, 32 for the shipped one); larger frames than 256 px out are enlarged in tiles (--ssr-tile).",
+        **o._range("upscale_size"), rich_help_panel=CASCADE, show_default=False)] = None,
     frames: Annotated[Optional[int], typer.Option(help="Enlarge at most this many frames (default: the whole clip).",
                                                   **o._range("frames"), rich_help_panel=o.SAMPLING,
                                                   show_default=False)] = None,
@@ -62,7 +72,7 @@ def upscale(
     """Enlarge a clip with the super-resolution model alone (4x for the shipped one: 32 -> 128).
 
     The video is read at the model's frame rate, centre-cropped to a square and resized to the
-    model's input size; PROMPT (optional) says what it shows. --weights: an SSR file, or a folder
+    model's input size (--size: another); PROMPT (optional) says what it shows. --weights: an SSR file, or a folder
     holding ssr.safetensors. Example: [bold]lumiere upscale --video small.mp4 "a red circle"[/]
     """
     from lumiere_cli.cascade.options import SSROptions
@@ -74,8 +84,8 @@ def upscale(
         raise UsageError("upscale needs --video PATH")
     ui = UI(quiet=quiet, json_lines=json)
     job = UpscaleJob(video=video, prompt=" ".join((prompt or "").split()), seed=seed,
-                     options=SSROptions(steps=ssr_steps, noise=ssr_noise), frames=frames, stride=stride,
-                     input_fps=input_fps, fps=fps,
+                     options=SSROptions(steps=ssr_steps, noise=ssr_noise, tile=ssr_tile), frames=frames, stride=stride,
+                     input_fps=input_fps, fps=fps, size=size,
                      output=OutputSpec(path=output, out_dir=out_dir, format=format, overwrite=overwrite,
                                        display_scale=display_scale, display_filter=display_filter.value))
     with ui.session():

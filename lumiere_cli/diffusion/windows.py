@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from .wrappers import TemporalWindows, _batch_sigma, window_starts
+from .wrappers import TemporalWindows, _batch_sigma, stacked_kwargs, window_starts
 
 __all__ = ["BatchedTemporalWindows"]
 
@@ -50,14 +50,7 @@ class BatchedTemporalWindows(TemporalWindows):
             def cut(v: torch.Tensor) -> torch.Tensor:
                 return torch.cat([v[:, :, s:s + self.window] for s in group])  # (n b, c, window, h, w)
 
-            window_kwargs = {}
-            for k, v in kwargs.items():
-                if k in self.time_kwargs and isinstance(v, torch.Tensor):
-                    window_kwargs[k] = cut(v)
-                elif isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == b:
-                    window_kwargs[k] = v.repeat(n, *[1] * (v.ndim - 1))
-                else:
-                    window_kwargs[k] = v
+            window_kwargs = stacked_kwargs(kwargs, self.time_kwargs, cut, b, n)
             # 2. denoise them in one call
             d = self.model(cut(x), sigma.repeat(n), **window_kwargs)
             d = rearrange(d, "(n b) c t h w -> n b c t h w", n=n)

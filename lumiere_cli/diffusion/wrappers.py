@@ -153,6 +153,21 @@ class PasteKnown(nn.Module):
         return mask * known + (1 - mask) * denoised
 
 
+def stacked_kwargs(kwargs: dict[str, Any], cut_keys: tuple[str, ...], cut, b: int, n: int) -> dict[str, Any]:
+    """Keyword arguments for n pieces of a batch of b stacked along the batch (piece-major): `cut`
+    applied to the tensors named in `cut_keys`, other b-sized tensors repeated n times, the rest as
+    given. Temporal windows and spatial tiles cut their inputs this way."""
+    out = {}
+    for k, v in kwargs.items():
+        if k in cut_keys and isinstance(v, torch.Tensor):
+            out[k] = cut(v)
+        elif isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == b:
+            out[k] = v.repeat(n, *[1] * (v.ndim - 1))
+        else:
+            out[k] = v
+    return out
+
+
 def window_starts(frames: int, window: int, overlap: int) -> list[int]:
     """First frame of each temporal window: the fewest windows of `window` frames that cover
     `frames` with at least `overlap` frames shared by neighbours, spread evenly, the first at 0 and
