@@ -11,7 +11,8 @@
 - quality: `lumiere eval --n N --base-only` at several (sampler, steps, high-noise guidance), fresh
   processes;
 - batch: N prompts as N separate t2v processes against one `--prompts FILE` run (clips/s);
-- memory: peak RSS of a t2v process at 16, 64 and 256 frames (long clips use temporal windows);
+- memory: peak RSS of a t2v process at 16, 64 and 256 frames (long clips use temporal windows), and
+  of `lumiere upscale --size N` at several sizes, in tiles and whole (the SSR's tiles);
 - diffusers: diffusers' UNet3DConditionModel at about the STUNet's parameter count, one forward of
   the same guided batch, when diffusers can be imported (it is not a dependency of this project).
 """
@@ -78,7 +79,7 @@ def lumiere(*args: str, threads: int | None = None, importtime: bool = False,
 
 def peak_rss_of(*args: str, threads: int | None = None) -> tuple[float, int]:
     """(wall seconds, peak RSS in MiB) of `lumiere ARGS` in a fresh process, from wait4's rusage."""
-    env = dict(os.environ)
+    env = {**os.environ, "LUMIERE_NO_SERVER": "1"}  # a served command's RSS would be the client's
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
@@ -330,11 +331,25 @@ def memory(args) -> dict:
             wall, rss = peak_rss_of("t2v", PROMPT, "--frames", str(frames), "--steps", str(args.memory_steps),
                                     "--seed", "0", "--base-only", "-q", "--out-dir", tmp, threads=args.threads)
             rows.append({"frames": frames, "peak_rss_mib": round(rss, 1), "wall_s": round(wall, 1)})
-    if len(rows) > 1:
-        # MiB per extra frame between neighbouring counts: flat when growth is linear.
-        for a, b in zip(rows, rows[1:]):
-            b["mib_per_frame_since_previous"] = round((b["peak_rss_mib"] - a["peak_rss_mib"]) / (b["frames"] - a["frames"]), 3)
-    return {"steps": args.memory_steps, "rows": rows}
+        if len(rows) > 1:
+            # MiB per extra frame between neighbouring counts: flat when growth is linear.
+            for a, b in zip(rows, rows[1:]):
+                b["mib_per_frame_since_previous"] = round((b["peak_rss_mib"] - a["peak_rss_mib"]) / (b["frames"] - a["frames"]), 3)
+        # the SSR by pixels: `lumiere upscale --size N` on a real-codec clip, default tiles and whole frames
+        import imageio_ffmpeg
+
+        src = Path(tmp) / "testsrc2.mp4"
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x256:rate=8",
+                        "-t", "2", "-pix_fmt", "yuv420p", str(src)], check=True)
+        ssr_rows = []
+        for size in args.ssr_sizes:
+            row = {"size": size}
+            for name, extra in (("tiles", []), ("whole", ["--ssr-tile", "0"])):
+                wall, rss = peak_rss_of("upscale", "--video", str(src), "--size", str(size), "--ssr-steps", "1", *extra,
+                                        "-q", "--overwrite", "-o", str(Path(tmp) / f"up{size}.mp4"), threads=args.threads)
+                row[name] = {"peak_rss_mib": round(rss, 1), "wall_s": round(wall, 1)}
+            ssr_rows.append(row)
+    return {"steps": args.memory_steps, "rows": rows, "ssr_steps": 1, "ssr_rows": ssr_rows}
 
 
 def diffusers_step(args) -> dict:
@@ -395,6 +410,8 @@ def main() -> None:
     parser.add_argument("--batch-n", type=int, default=8, help="prompts for the batch comparison")
     parser.add_argument("--frames", type=lambda s: [int(v) for v in s.split(",")], default=[16, 64, 256])
     parser.add_argument("--memory-steps", type=int, default=2, help="steps of the memory runs (peak is per step)")
+    parser.add_argument("--ssr-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[32, 64, 128],
+                        help="input sides of the SSR memory runs (output 4x)")
     args = parser.parse_args()
     wanted = [s for s in args.only.split(",") if s]
     unknown = set(wanted) - set(SECTIONS)
