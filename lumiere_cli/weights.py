@@ -62,12 +62,37 @@ def write_weights(model: nn.Module, path: str | os.PathLike, *, filename: str, f
     return path
 
 
+# Models read before the command that needs them (`lumiere serve` reads the default weights before
+# it forks): each is taken by the first read of the same, unchanged file, once, so that a process
+# that reads a file twice still gets two models.
+_READ_AHEAD: dict[tuple, nn.Module] = {}
+
+
+def _file_key(p: Path, grow: bool) -> tuple:
+    info = os.stat(p)
+    return (str(Path(p).resolve()), info.st_ino, info.st_size, info.st_mtime_ns, grow)
+
+
+def read_ahead(p: Path, model: nn.Module, *, grow: bool = False) -> None:
+    """Keep `model`, read from `p`, for the next `read_weights` of that file (unchanged)."""
+    _READ_AHEAD[_file_key(p, grow)] = model
+
+
 def read_weights(p: Path, meta: dict[str, str], build: Callable[[], nn.Module], *, grow: bool = False) -> nn.Module:
     """The model `build()` makes, holding the tensors of the file `p` (whose header is `meta`),
     after checking the content hash and that the tensors match the model (`grow`: some may be
-    missing, and keep their fresh initialisation)."""
+    missing, and keep their fresh initialisation). A model `read_ahead` of the unchanged file is
+    that model."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    if _READ_AHEAD:
+        key = _file_key(p, grow)
+        ahead = _READ_AHEAD.pop(key, None)
+        for stale in [k for k in _READ_AHEAD if k[0] == key[0]]:  # the same path, since changed
+            del _READ_AHEAD[stale]
+        if ahead is not None:
+            return ahead
 
     try:
         tensors = load_file(str(p))

@@ -209,3 +209,30 @@ def test_a_command_outlives_a_killed_server(tmp_path, tiny_weights):
     s.proc.wait()
     assert proc.wait(timeout=120) == 0, proc.stderr.read()
     assert (out / "late.gif").exists()
+
+
+def test_the_default_weights_read_ahead_give_the_same_clip(server, tmp_path):
+    """The server reads the default weights before it forks; a command on them gets the clip a
+    process of its own makes, byte for byte."""
+    env = _environ(server.socket, XDG_CACHE_HOME=tmp_path / "cache")  # no LUMIERE_WEIGHTS: the shipped ones
+    args = ["t2v", PROMPT, "--seed", 2, "--steps", 1, "--base-only", "--device", "cpu"]
+    before = len(server.served())
+    assert _run([*args, "-o", "served.mp4"], env, tmp_path).returncode == 0
+    assert len(server.served()) == before + 1
+    assert _run([*args, "-o", "here.mp4"], {**env, "LUMIERE_NO_SERVER": "1"}, tmp_path).returncode == 0
+    assert (tmp_path / "served.mp4").read_bytes() == (tmp_path / "here.mp4").read_bytes()
+
+
+def test_a_model_read_ahead_is_taken_once_and_only_for_the_unchanged_file(tiny_weights, tmp_path):
+    import shutil
+
+    from lumiere_cli.weights import load_model, read_ahead, resolve
+
+    path = tmp_path / "model.safetensors"
+    shutil.copy(resolve(tiny_weights), path)
+    ahead = load_model(path)
+    read_ahead(path, ahead)
+    assert load_model(path) is ahead and load_model(path) is not ahead  # once
+    read_ahead(path, ahead)
+    os.utime(path, ns=(1, 1))  # the file changed since: read afresh
+    assert load_model(path) is not ahead

@@ -14,5 +14,6 @@ is handed to it by the entry point (`lumiere_cli.entry`), which imports neither 
 
 The child is the command exactly as a fresh process would run it: the same code (the stamp covers
 the package's sources and the installed packages), the caller's folder, environment and terminal.
-Forking is safe because the server runs no torch op and starts no thread before it forks.
+Forking is safe because the server starts no thread before it forks: torch runs there on one thread
+only (no OpenMP pool), to read the default weights ahead (`weights.read_ahead`), and never on CUDA.
 """

@@ -29,8 +29,8 @@ Log = Callable[[str], None]
 
 
 def preload() -> None:
-    """Import what a generation command imports, without running a torch op or starting a thread
-    (either would make the fork unsafe: OpenMP and CUDA do not survive one). numpy's OpenBLAS
+    """Import what a generation command imports and read the default weights, without starting a
+    thread (an OpenMP pool or CUDA would not survive the fork). numpy's OpenBLAS
     starts its thread server at import and stops it around a fork itself (pthread_atfork), so
     threads are counted after numpy."""
     import numpy  # noqa: F401
@@ -49,8 +49,30 @@ def preload() -> None:
     from lumiere_cli.nn.text import text_modules
 
     text_modules()  # open_clip's tokenizer reads its BPE vocabulary at import
+    _read_default_weights()
     if os_threads() != baseline:
         raise RuntimeError(f"preloading started {os_threads() - baseline} thread(s); forking would be unsafe")
+
+
+def _read_default_weights() -> None:
+    """Read the default base and SSR weights ahead (`weights.read_ahead`): a command on them then
+    skips reading and building them. One torch thread, so that no OpenMP pool exists to fork (each
+    child sets its own count); weights that fail to read are left to the command to report."""
+    import torch
+
+    from lumiere_cli.cascade.header import ssr_beside
+    from lumiere_cli.cascade.weights import load_ssr
+    from lumiere_cli.errors import LumiereError
+    from lumiere_cli.weights import load_model, read_ahead, resolve
+
+    torch.set_num_threads(1)
+    try:
+        read_ahead(resolve(None), load_model(None))
+        ssr = ssr_beside(None)
+        if ssr is not None:
+            read_ahead(ssr, load_ssr(ssr))
+    except LumiereError:
+        pass
 
 
 def os_threads() -> int:
