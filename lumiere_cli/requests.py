@@ -27,7 +27,7 @@ REQUIRED_INPUTS: dict[Task, tuple[str, ...]] = {
 # What else each setting is for.
 LOOP_TASKS = (Task.t2v, Task.i2v, Task.cinemagraph)
 SCHEDULE_TASKS = (Task.t2v, Task.i2v)
-DEFAULT_STRENGTH = 0.2  # edit: keeps the layout, takes the prompt (README, "Editing": scripts/edit_strength.py)
+DEFAULT_STRENGTH = 0.3  # edit: keeps the layout, takes the prompt (README, Inputs: scripts/edit_strength.py)
 
 
 @dataclass(frozen=True)

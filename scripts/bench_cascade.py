@@ -23,7 +23,9 @@ PROMPT = "a red circle moving left on a black background"
 
 def run(args: list[str]) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    done = subprocess.run([str(Path(sys.executable).with_name("lumiere")), *args], capture_output=True, text=True)
+    env = {**os.environ, "LUMIERE_NO_SERVER": "1"}  # fresh processes, even beside a running lumiere serve
+    done = subprocess.run([str(Path(sys.executable).with_name("lumiere")), *args], capture_output=True, text=True,
+                          env=env)
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         sys.exit(f"lumiere failed ({done.returncode}): {done.stderr.strip()}")

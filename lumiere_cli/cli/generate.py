@@ -204,14 +204,14 @@ def edit(
     video: o.VideoPath = None,
     strength: Annotated[Optional[float], typer.Option(
         help="How much of the sampling schedule to run from the noised input: 0 returns it unchanged, "
-             "1 ignores it (default 0.2: keeps the layout, takes the prompt).", **o._range("strength"),
+             "1 ignores it (default 0.3: keeps the layout, takes the prompt).", **o._range("strength"),
         show_default=False)] = None,
     stride: o.Stride = None,
     input_fps: o.InputFps = None,
 ) -> None:
     """Video-to-video editing (SDEdit): noise the input to --strength and denoise it with PROMPT.
 
-    Example: [bold]lumiere edit "a green triangle moving left" --video in.mp4 --strength 0.2[/]
+    Example: [bold]lumiere edit "a green triangle moving left" --video in.mp4 --strength 0.3[/]
     """
     _run(Task.edit, shared, prompt, {"video": video, "strength": strength, "stride": stride, "input_fps": input_fps})
 
