@@ -22,13 +22,21 @@ MEASURES = (("iou", "IoU", 3), ("residual", "residual", 1), ("grain", "grain", 1
             ("stability", "stability", 3))
 
 
-def guidance_text(scale, low=None, high=None) -> str:
-    """"guidance 3 (2 above noise 5, 1 below noise 1)": a scale and its bands by noise level."""
+def guidance_bands(scale, low=None, high=None) -> list[tuple[str, str]]:
+    """The bands by noise level whose scale is not `scale`, and the option that sets each:
+    [("2 above noise 5", "--guidance-high"), ("1 below noise 1", "--guidance-low")]."""
     from .config import HIGH_NOISE_SIGMA, LOW_NOISE_SIGMA
 
-    bands = [f"{v:g} {where} noise {at:g}" for v, where, at in
-             ((high, "above", HIGH_NOISE_SIGMA), (low, "below", LOW_NOISE_SIGMA)) if v is not None and v != scale]
+    return [(f"{v:g} {where} noise {at:g}", flag) for v, where, at, flag in
+            ((high, "above", HIGH_NOISE_SIGMA, "--guidance-high"), (low, "below", LOW_NOISE_SIGMA, "--guidance-low"))
+            if v is not None and v != scale]
+
+
+def guidance_text(scale, low=None, high=None) -> str:
+    """"guidance 3 (2 above noise 5, 1 below noise 1)": a scale and its bands by noise level."""
+    bands = [text for text, _ in guidance_bands(scale, low, high)]
     return f"guidance {scale:g}" + (f" ({', '.join(bands)})" if bands else "")
+
 
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"

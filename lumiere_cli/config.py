@@ -66,6 +66,11 @@ class UNetConfig:
         """Every frame count must be a multiple of this: each temporal level halves the frames."""
         return 2**self.temporal_levels
 
+    @property
+    def size_multiple(self) -> int:
+        """Frame sides must be multiples of this: the patch times every 2x spatial downsampling."""
+        return self.patch * 2 ** (len(self.channels) - 1)
+
     def check_frames(self, frames: int) -> None:
         """Raise ValueError naming valid counts when `frames` cannot pass through the STUNet."""
         m = self.frame_multiple

@@ -408,6 +408,7 @@ def test_the_shipped_ssr_in_tiles_keeps_its_fidelity():
         assert psnr(tiled.frames, ref) >= psnr(whole.frames, ref) - 1.5
         assert psnr(tiled.frames, whole.frames) >= 40
     # by default frames up to 256 px go whole (the cascade's 128 among them), larger ones in tiles of 128
-    assert SSROptions().tile_for(128, 128) == 0 and SSROptions().tile_for(512, 384) == 128
+    assert SSROptions().tiles_for(128, 128).tile == 0
+    assert (SSROptions().tiles_for(512, 384).tile, SSROptions().tiles_for(512, 384).tile_overlap) == (128, 32)
     with pytest.raises(UsageError, match="multiple of 16"):
         upscale(ssr, low, "", seed=0, options=SSROptions(steps=1, tile=100))

@@ -65,10 +65,8 @@ class SSRInfo:
 
     @property
     def size_multiple(self) -> int:
-        """Input sides are multiples of this: the U-Net's multiple (its patch times every 2x
-        downsampling, as `UNet.size_multiple`) at the input's scale."""
-        u = self.config.unet
-        out = u.patch * 2 ** (len(u.channels) - 1)
+        """Input sides are multiples of this: the U-Net's multiple at the input's scale."""
+        out = self.config.unet.size_multiple
         return out // math.gcd(out, self.config.factor)
 
 

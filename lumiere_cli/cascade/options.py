@@ -27,7 +27,7 @@ class SSROptions:
     chunk: int | None = None  # windows per network call; None: all at once
     # Spatial tiles of this many output pixels a side, overlapping by tile_overlap and averaged at
     # every step, for frames larger than one tile: memory then grows with the tile, not the frame.
-    # None: whole up to WHOLE_UP_TO, else TILE (`tile_for`); 0: the whole frame, whatever its size.
+    # None: whole up to WHOLE_UP_TO, else TILE (`tiles_for`); 0: the whole frame, whatever its size.
     tile: int | None = None
     tile_overlap: int | None = None  # None: a quarter of the tile
     average: bool = True  # False: paste windows without MultiDiffusion's average (for measuring)
@@ -47,27 +47,23 @@ class SSROptions:
             overlap=cfg.overlap if self.overlap is None else self.overlap,
         )
 
-    @property
-    def tile_overlap_px(self) -> int:
-        """The pixels neighbouring tiles share."""
-        return (self.tile or 0) // 4 if self.tile_overlap is None else self.tile_overlap
-
-    def tile_for(self, height: int, width: int) -> int:
-        """The tile side for frames of this output size (0: the whole frame)."""
-        if self.tile is not None:
-            return self.tile
-        return TILE if max(height, width) > WHOLE_UP_TO else 0
+    def tiles_for(self, height: int, width: int) -> SSROptions:
+        """These options with the tile (0: the whole frame) and its overlap chosen for frames of
+        this output size."""
+        tile = self.tile if self.tile is not None else TILE if max(height, width) > WHOLE_UP_TO else 0
+        return replace(self, tile=tile, tile_overlap=tile // 4 if self.tile_overlap is None else self.tile_overlap)
 
 
 def check_tile(options: SSROptions, multiple: int) -> None:
-    """A one-line UsageError unless the options' tile (if any) fits a U-Net of this pixel multiple."""
+    """A one-line UsageError unless the tile of `tiles_for`'s options (if any) fits a U-Net of this
+    pixel multiple."""
     from ..errors import UsageError
 
     o = options
-    if o.tile and (o.tile % multiple or not 0 <= o.tile_overlap_px < o.tile):
+    if o.tile and (o.tile % multiple or not 0 <= o.tile_overlap < o.tile):
         raise UsageError(f"an SSR tile must be a multiple of {multiple} px (e.g. {4 * multiple}, {8 * multiple}, "
                          f"{16 * multiple}), overlapping its neighbour by less than itself; got {o.tile} px, "
-                         f"overlap {o.tile_overlap_px}")
+                         f"overlap {o.tile_overlap}")
 
 
 __all__ = ["SSROptions", "TILE", "WHOLE_UP_TO", "check_tile"]

@@ -30,12 +30,12 @@ def describe(ssr, options: SSROptions | None, *, base_size: int, base_only: bool
         return {"stages": ["base"], "base_size": base_size, "base_only": base_only}
     o = options.resolve(ssr)
     size = base_size * ssr.config.factor
-    tile = o.tile_for(size, size)
+    tiles = o.tiles_for(size, size)
     return {"stages": ["base", "ssr"], "base_size": base_size, "size": size,
             "ssr": {"path": str(getattr(ssr, "path", "")), "hash": ssr.weights_hash},
             "ssr_steps": o.steps, "ssr_noise": o.noise, "ssr_sampler": o.sampler, "ssr_guidance": o.guidance,
             "ssr_schedule_shift": o.schedule_shift, "window": o.window, "overlap": o.overlap,
-            **({"tile": tile, "tile_overlap": replace(o, tile=tile).tile_overlap_px} if tile and tile < size else {})}
+            **({"tile": tiles.tile, "tile_overlap": tiles.tile_overlap} if 0 < tiles.tile < size else {})}
 
 
 def enlarge(ssr, result, *, task: str, prompt: str, seed: int, options: SSROptions, inputs=None,
@@ -166,7 +166,8 @@ def run_upscale(job: UpscaleJob, *, weights: str | Path | None = None, device: s
     ssr_path = find_ssr(weights)
     info = read_ssr_info(ssr_path)
     side = info.config.size if job.size is None else _check_size(job.size, info)
-    check_tile(o, info.size_multiple * info.config.factor)
+    out_side = side * info.config.factor
+    check_tile(o.tiles_for(out_side, out_side), info.config.unet.size_multiple)
     video_io.probe(job.video)
     out = job.output
     fmt = outputs.format_for(out.path, out.format)

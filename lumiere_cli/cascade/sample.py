@@ -62,7 +62,7 @@ def upscale(
     # 1. check inputs
     options = options.resolve(ssr)
     frames, height, width = _check(ssr, lowres, options, known, known_mask)
-    options = replace(options, tile=options.tile_for(height, width))
+    options = options.tiles_for(height, width)
 
     # 2. encode the prompt (and the negative, empty, prompt only when guided)
     with torch.inference_mode():
@@ -92,8 +92,8 @@ def upscale(
     denoiser = BatchedTemporalWindows(ssr.denoiser, options.window, options.overlap, TIME_KWARGS,
                                       chunk=options.chunk, average=options.average)
     if options.tile:
-        denoiser = SpatialTiles(denoiser, options.tile, options.tile_overlap_px, TIME_KWARGS,
-                                multiple=ssr.unet.spatial.size_multiple)
+        denoiser = SpatialTiles(denoiser, options.tile, options.tile_overlap, TIME_KWARGS,
+                                multiple=ssr.config.unet.size_multiple)
     if known is not None:
         denoiser = PasteKnown(denoiser, known, known_mask)
     if uncond is not None:
@@ -131,7 +131,7 @@ def _check(ssr: SSRModel, lowres: np.ndarray, o: SSROptions, known, known_mask) 
         raise UsageError(f"the SSR cannot take {frames} frames of {lowres.shape[2]}x{lowres.shape[1]}: {e}") from None
     if not 0 <= o.overlap < o.window:
         raise UsageError(f"overlap must be between 0 and window - 1 ({o.window - 1}); got {o.overlap}")
-    check_tile(o, ssr.unet.spatial.size_multiple)
+    check_tile(o.tiles_for(height, width), cfg.unet.size_multiple)
     for name, v, c in (("known", known, 3), ("known_mask", known_mask, 1)):
         if v is not None and tuple(v.shape) != (1, c, frames, height, width):
             raise UsageError(f"{name} must be (1, {c}, {frames}, {height}, {width}), got {tuple(v.shape)}")

@@ -30,7 +30,7 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
     """
     from dataclasses import asdict
 
-    from lumiere_cli.config import HIGH_NOISE_SIGMA, LOW_NOISE_SIGMA
+    from lumiere_cli.card import guidance_bands
     from lumiere_cli.weights_header import read_info
 
     header = read_info(weights)
@@ -71,10 +71,7 @@ def info(weights: o.Weights = None, json: o.Json = False) -> None:
                                 f"{d.sampling_schedule_shift:g} for sampling (--schedule-shift)" +
               (f"; at {len(d.sample_sigmas)} steps the model's tuned levels "
                f"{', '.join(f'{v:.3g}' for v in d.sample_sigmas)}" if d.sample_sigmas else ""))
-    bands = [(f"{d.sampling_guidance_high():g} above noise {HIGH_NOISE_SIGMA:g}", "--guidance-high",
-              d.sampling_guidance_high()),
-             (f"{d.sampling_guidance_low():g} below noise {LOW_NOISE_SIGMA:g}", "--guidance-low", d.sampling_guidance_low())]
-    bands = [(text, flag) for text, flag, scale in bands if scale != d.sampling_guidance]
+    bands = guidance_bands(d.sampling_guidance, d.sampling_guidance_low(), d.sampling_guidance_high())
     t.add_row("guidance", ", ".join([f"{d.sampling_guidance:g} by default"] + [text for text, _ in bands])
               + f" ({', '.join(['--guidance'] + [flag for _, flag in bands])})")
     t.add_row("steps", f"{d.sampling_steps} by default (--steps)")

@@ -28,7 +28,8 @@ SsrNoise = Annotated[Optional[float], typer.Option(
 
 SsrTile = Annotated[Optional[int], typer.Option(
     "--ssr-tile", help="Enlarge frames larger than this many output pixels a side in overlapping tiles of "
-    "that size, averaged at every step, so memory grows with the tile (default: 256); 0: whole frames.",
+    "that size, averaged at every step, so memory grows with the tile (default: 128 px tiles for frames over "
+    "256 px); 0: whole frames.",
     min=0, max=4096, rich_help_panel=CASCADE, show_default=False)]
 
 

@@ -40,11 +40,6 @@ def parse_bucket(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def size_multiple(cfg: ModelConfig) -> int:
-    """Every training size must be a multiple of this (the U-Net's downsampling)."""
-    return cfg.unet.patch * 2 ** (len(cfg.unet.channels) - 1)
-
-
 def stage_buckets(cfg: ModelConfig, stage: str, asked: Iterable[Sequence[int]] | None = None) -> list[Bucket]:
     """The buckets a stage trains, largest first; a one-line UsageError for a shape the model
     cannot take. `asked`: (frames, size) pairs; None: the model's own clip."""
@@ -52,7 +47,7 @@ def stage_buckets(cfg: ModelConfig, stage: str, asked: Iterable[Sequence[int]] |
     if not pairs:
         raise UsageError("buckets must name at least one (frames, size) pair")
     buckets = set()
-    m, s = cfg.unet.frame_multiple, size_multiple(cfg)
+    m, s = cfg.unet.frame_multiple, cfg.unet.size_multiple
     for pair in pairs:
         if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
             raise UsageError(f"a bucket is a pair of whole numbers (frames, size), got {list(pair)!r}")
@@ -86,4 +81,4 @@ def fit(item: Scanned, buckets: Sequence[Bucket], fps: float) -> Bucket | str:
     return Bucket(longest, reached[-1] if reached else sizes[0])
 
 
-__all__ = ["Bucket", "IMAGE_STAGES", "fit", "parse_bucket", "size_multiple", "stage_buckets"]
+__all__ = ["Bucket", "IMAGE_STAGES", "fit", "parse_bucket", "stage_buckets"]

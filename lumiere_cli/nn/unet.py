@@ -135,13 +135,8 @@ class UNet2D(nn.Module):
     def decode_output(self, h: Tensor) -> Tensor:
         return F.pixel_shuffle(self.head(F.silu(self.head_norm(h))), self.cfg.patch)
 
-    @property
-    def size_multiple(self) -> int:
-        """Frame sides must be multiples of this: the patch times every 2x downsampling."""
-        return self.cfg.patch * 2 ** (self.levels - 1)
-
     def check_size(self, height: int, width: int) -> None:
-        mult = self.size_multiple
+        mult = self.cfg.size_multiple
         if height % mult or width % mult or height <= 0 or width <= 0:
             examples = ", ".join(str(mult * k) for k in (1, 2, 4, 8, 16) if mult * k <= 1024)
             raise ValueError(
