@@ -323,6 +323,17 @@ def test_unet2d_shapes_and_masking():
     torch.testing.assert_close(out, out2)
 
 
+def test_space_to_depth_keeps_torchs_channel_order():
+    # The shipped weights learned F.pixel_unshuffle's order; the faster rearrange must keep it.
+    unet = random_unet(dataclasses.replace(TINY, patch=2)).eval()
+    unet.stem, unet.head_norm, unet.head = torch.nn.Identity(), torch.nn.Identity(), torch.nn.Identity()
+    x = torch.randn(3, 5, 16, 24)
+    torch.testing.assert_close(unet.encode_input(x), torch.nn.functional.pixel_unshuffle(x, 2), rtol=0, atol=0)
+    h = torch.randn(3, 20, 8, 12)
+    expected = torch.nn.functional.pixel_shuffle(torch.nn.functional.silu(h), 2)
+    torch.testing.assert_close(unet.decode_output(h), expected, rtol=0, atol=0)
+
+
 def test_bf16_kernels_when_the_cpu_has_them(monkeypatch):
     # This machine may lack native bf16 (autocast is then turned off inside the net); force the
     # bf16 path anyway on a tiny clip to check it runs and stays close to fp32.
