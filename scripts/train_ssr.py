@@ -2,9 +2,11 @@
 each stage resumable (re-run to continue; a finished stage is skipped).
 
     python scripts/train_ssr.py --out runs/ssr --text-from lumiere_cli/shipped \
-        [--frames-steps N --video-steps N --unfrozen-steps N --threads 1]
+        [--frames-steps N --video-steps N --unfrozen-steps N --threads 1] [--restore 0.5]
 
-The SSR copies the base model's text encoder (frozen) from --text-from. Progress lines go to stdout.
+The SSR copies the base model's text encoder (frozen) from --text-from. With --restore, that share
+of the low-res inputs is the base model's own estimate of the render (SSRTrainConfig.restore), so
+the SSR learns to enlarge the base's drawings into renders. Progress lines go to stdout.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def main() -> None:
     ap.add_argument("--unfrozen-steps", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="data seed (stage k uses seed + k)")
+    ap.add_argument("--restore", type=float, default=0.0,
+                    help="share of low-res inputs drawn by the base model instead of rendered")
+    ap.add_argument("--restore-from", default=None, help="the base weights for --restore (default: the default ones)")
+    ap.add_argument("--restore-sigma", type=float, nargs=2, default=(0.3, 3.0), metavar=("LOW", "HIGH"),
+                    help="noise levels the base's one-step estimates start from")
     args = ap.parse_args()
     t0 = time.time()
 
@@ -59,7 +66,8 @@ def main() -> None:
         out = f"{args.out}/{stage}"
         new = dict(text_from=args.text_from) if init is None else {}
         cfg = SSRTrainConfig(stage=stage, out_dir=out, init=init, steps=steps, threads=args.threads,
-                             seed=args.seed + k, **new, **kw)
+                             seed=args.seed + k, restore=args.restore, restore_from=args.restore_from,
+                             restore_sigma=tuple(args.restore_sigma), **new, **kw)
         if steps_done(out) >= steps:
             print(f"stage {stage}: already complete", flush=True)
         else:

@@ -257,6 +257,26 @@ def test_training_pairs_show_the_same_crop_at_both_sizes():
         assert (shifted - lo).abs().mean() > (hi - lo).abs().mean() + 0.01 or x0.std() < 0.05
 
 
+def test_restored_inputs_are_the_base_models_own_drawings(tiny_model, tiny_weights):
+    from lumiere_cli.cascade.train import SSRTrainConfig, _Batches, _check, make_batch
+    from lumiere_cli.errors import UsageError
+
+    model_cfg = replace(TINY_SSR, size=tiny_model.config.size, aug_zero=1.0)
+    for stage in ("frames", "video"):
+        plain = make_batch(SSRTrainConfig(stage=stage, batch_size=16), model_cfg, step=1)
+        half = SSRTrainConfig(stage=stage, batch_size=16, restore=0.5)
+        drawn = make_batch(half, model_cfg, step=1, base=tiny_model)
+        # only the low-res inputs change, and the same step draws the same batch again
+        assert torch.equal(drawn["x0"], plain["x0"]) and drawn["captions"] == plain["captions"]
+        assert torch.equal(drawn["lowres"], make_batch(half, model_cfg, step=1, base=tiny_model)["lowres"])
+        changed = (drawn["lowres"] - plain["lowres"]).flatten(1).abs().amax(1) > 1e-6
+        assert 0 < int(changed.sum()) < 16, changed
+    with pytest.raises(UsageError, match="restore"):
+        _check(SSRTrainConfig(restore=1.5))
+    with pytest.raises(UsageError, match="restore_from draws"):
+        _Batches(SSRTrainConfig(restore=0.5, restore_from=str(tiny_weights)), replace(TINY_SSR, size=32), 0)
+
+
 def test_trainer_stages_resume_and_continue(tmp_path, tiny_weights):
     from lumiere_cli.cascade.train import SSRTrainConfig, train_ssr
 

@@ -70,20 +70,29 @@ class SSRTrainConfig:
     log_every: int = 20
     device: str = "cpu"
     threads: int = 0  # torch threads in the training process; 0: torch's default
+    # Restoration: this share of the clips gets, as its low-res input, the base model's own estimate
+    # of the render (one denoising step from a noise level drawn log-uniformly in `restore_sigma`,
+    # rounded to 8 bits) instead of the render: the grain and the shapes the base draws, paired with
+    # the render they should have been, so the cascade enlarges what was meant, not what was drawn.
+    restore: float = 0.0
+    restore_from: str | None = None  # the base weights whose estimates these are (None: the default)
+    restore_sigma: tuple[float, float] = (0.3, 3.0)
     extra: dict[str, Any] = field(default_factory=dict)  # notes for the card
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", from_dict(SSRConfig, self.model))
+        object.__setattr__(self, "restore_sigma", tuple(self.restore_sigma))
 
 
 # ---------------------------------------------------------------------------------------------
 # Data
 
 
-def make_batch(cfg: SSRTrainConfig, model_cfg: SSRConfig, *, step: int) -> dict[str, Any]:
+def make_batch(cfg: SSRTrainConfig, model_cfg: SSRConfig, *, step: int, base=None) -> dict[str, Any]:
     """One batch: high-res crops x0 (b, 3, [t,] H, W), the low-res input L at their size (noised
-    and enlarged), noise levels, the augmentation levels, <C, M> and captions."""
+    and enlarged), noise levels, the augmentation levels, <C, M> and captions. `base`: the base
+    model whose estimates replace a `cfg.restore` share of the low-res clips (needed then)."""
     from ..diffusion.schedule import sample_training_sigmas
     from ..world.render import render_batch, sample_batch
 
@@ -92,20 +101,25 @@ def make_batch(cfg: SSRTrainConfig, model_cfg: SSRConfig, *, step: int) -> dict[
     frames_stage = cfg.stage == "frames"
     low, captions, specs = sample_batch(b, t, s, g, split="train", paraphrase_prob=cfg.paraphrase_prob)
     high = from_unit(render_batch(specs, t, s * f), inplace=True)  # (b, 3, t, s f, s f)
-    # 1. the same crop on every frame, on whole low-res pixels
+    if frames_stage:  # one frame of each clip, kept as a clip of one until the crop is cut
+        idx = torch.randint(0, t, (b,), generator=g)
+        low, high = low[torch.arange(b), :, idx, None], high[torch.arange(b), :, idx, None]
+    # 1. a share of the low-res clips as the base model draws them (on whole frames, as it does)
+    if cfg.restore > 0:  # on draws of their own, so the rest of the batch stays as it was without
+        low = restored(base, low, captions, cfg, torch.Generator().manual_seed(g.initial_seed() ^ 0x5EED))
+    # 2. the same crop on every frame, on whole low-res pixels
     cl = model_cfg.crop // f
     offsets = torch.randint(0, s - cl + 1, (b, 2), generator=g).tolist()
     low = torch.stack([low[i, :, :, y:y + cl, x:x + cl] for i, (y, x) in enumerate(offsets)])
     high = torch.stack([high[i, :, :, y * f:(y + cl) * f, x * f:(x + cl) * f] for i, (y, x) in enumerate(offsets)])
-    if frames_stage:  # one frame of each clip
-        idx = torch.randint(0, t, (b,), generator=g)
-        low, high = low[torch.arange(b), :, idx], high[torch.arange(b), :, idx]  # (b, 3, h, w)
-    # 2. the conditioning: noise augmentation at a random level, a share exactly clean
+    if frames_stage:
+        low, high = low[:, :, 0], high[:, :, 0]  # (b, 3, h, w)
+    # 3. the conditioning: noise augmentation at a random level, a share exactly clean
     lo, hi = math.log(AUG_LOG_MIN), math.log(model_cfg.aug_sigma_max)
     aug = torch.exp(lo + (hi - lo) * torch.rand(b, generator=g))
     aug[torch.rand(b, generator=g) < model_cfg.aug_zero] = 0.0
     lowres = condition(low, aug, f, noise=torch.randn(low.shape, generator=g))
-    # 3. known pixels, noise level, noise
+    # 4. known pixels, noise level, noise
     crop = model_cfg.crop
     if frames_stage:
         mask = random_known_mask(b, 1, crop, crop, generator=g, layouts=FRAME_LAYOUTS)[:, :, 0]
@@ -119,13 +133,50 @@ def make_batch(cfg: SSRTrainConfig, model_cfg: SSRConfig, *, step: int) -> dict[
             "captions": captions}
 
 
+def restored(base, low: torch.Tensor, captions: list[str], cfg: SSRTrainConfig, g: torch.Generator) -> torch.Tensor:
+    """`low` (b, 3, t, h, w) in [-1, 1] with a `cfg.restore` share of its clips replaced by the
+    base model's estimate of them: one denoising step, from noise at a level drawn log-uniformly in
+    `cfg.restore_sigma`, under the clip's caption, rounded to the 8 bits the base's clips are
+    written in. Single frames (t = 1) go through the image U-Net, clips through the STUNet."""
+    from ..pixels import from_uint8, to_uint8
+
+    b, t = low.shape[0], low.shape[2]
+    chosen = (torch.rand(b, generator=g) < cfg.restore).nonzero().flatten()
+    lo, hi = (math.log(v) for v in cfg.restore_sigma)
+    sigma = torch.exp(lo + (hi - lo) * torch.rand(b, generator=g))[chosen]
+    noise = torch.randn(low.shape, generator=g)[chosen]
+    if not len(chosen):
+        return low
+    clips = low[chosen]
+    with torch.no_grad():
+        text = base.text(base.text.tokenize([captions[i] for i in chosen.tolist()])).as_kwargs()
+        x = clips + sigma.view(-1, 1, 1, 1, 1) * noise
+        known = torch.zeros_like(clips[:, :1])
+        if t == 1:
+            est = base.image_denoiser(x[:, :, 0], sigma, cond_video=clips[:, :, 0] * known[:, :, 0],
+                                      cond_mask=known[:, :, 0], **text)[:, :, None]
+        else:
+            est = base.denoiser(x, sigma, cond_video=clips * known, cond_mask=known, **text)
+    out = low.clone()
+    out[chosen] = from_uint8(to_uint8(est))
+    return out
+
+
 class _Batches(torch.utils.data.IterableDataset):
     def __init__(self, cfg: SSRTrainConfig, model_cfg: SSRConfig, start: int):
         self.cfg, self.model_cfg, self.start = cfg, model_cfg, start
+        self.base = None
+        if cfg.restore > 0:
+            from ..weights import load_model
+
+            self.base = load_model(cfg.restore_from).eval()
+            if self.base.config.size != model_cfg.size:
+                raise UsageError(f"restore_from draws {self.base.config.size}x{self.base.config.size} clips; "
+                                 f"this SSR enlarges {model_cfg.size}x{model_cfg.size}")
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for step in range(self.start, self.cfg.steps):
-            yield make_batch(self.cfg, self.model_cfg, step=step)
+            yield make_batch(self.cfg, self.model_cfg, step=step, base=self.base)
 
 
 def _worker_init(_: int) -> None:
@@ -186,6 +237,10 @@ def _check(cfg: SSRTrainConfig) -> None:
         raise UsageError("steps and batch size must be at least 1")
     if cfg.init and (cfg.model is not None or cfg.text_from):
         raise UsageError("init continues an SSR: give model and text_from only for a new one")
+    lo, hi = cfg.restore_sigma
+    if not 0 <= cfg.restore <= 1 or not 0 < lo <= hi:
+        raise UsageError(f"restore must be a share in [0, 1] and restore_sigma LOW HIGH with 0 < LOW <= HIGH, "
+                         f"got {cfg.restore:g} and {lo:g} {hi:g}")
 
 
 def _lr(cfg: SSRTrainConfig, step: int) -> float:
@@ -236,7 +291,8 @@ def stage_record(cfg: SSRTrainConfig, *, steps: int, seconds: float) -> dict[str
     """The stage's row in the SSR card's training table."""
     return {"stage": cfg.stage, "steps": steps, "batch_size": cfg.batch_size, "processes": 1,
             "samples_seen": steps * cfg.batch_size, "lr": cfg.lr, "device": cfg.device,
-            "wall_minutes": round(seconds / 60, 1), "out_dir": cfg.out_dir, **cfg.extra}
+            "wall_minutes": round(seconds / 60, 1), "out_dir": cfg.out_dir,
+            **({"restore": cfg.restore, "restore_sigma": list(cfg.restore_sigma)} if cfg.restore else {}), **cfg.extra}
 
 
 def train_ssr(cfg: SSRTrainConfig, *, progress: Progress | None = None, resume: bool = True) -> Path:
