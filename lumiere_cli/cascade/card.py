@@ -45,14 +45,18 @@ def render_ssr(info: SSRInfo) -> list[str]:
         f"- Stored as fp16 safetensors; content hash `{info.content_hash}`.",
         "",
         "### Training",
-        "Pairs of renders of the same clip at both sizes; frames first, then the temporal layers on clips.",
+        "Pairs of renders of the same clip at both sizes; frames first, then the temporal layers on clips. "
+        "\"Restored\": the share of low-res inputs that were the base model's own one-step estimate of the render "
+        "(from noise in the range given) instead of the render, so that the SSR enlarges what the base meant "
+        "(`scripts/train_ssr.py --restore`).",
         "",
-        "| stage | steps | batch | samples seen | device | wall minutes | lr |",
-        "|---|---|---|---|---|---|---|",
+        "| stage | steps | batch | samples seen | device | wall minutes | lr | restored |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in card.get("training", []):
+        restored = f"{r['restore']:.0%}, noise {r['restore_sigma'][0]:g}-{r['restore_sigma'][1]:g}" if r.get("restore") else "-"
         lines.append(f"| {r['stage']} | {r['steps']} | {r['batch_size']} | {r['samples_seen']} | {r['device']} | "
-                     f"{r['wall_minutes']} | {r['lr']} |")
+                     f"{r['wall_minutes']} | {r['lr']} | {restored} |")
     if card.get("compute"):
         lines += ["", "Compute: " + card["compute"]]
     ev = card.get("fidelity")
