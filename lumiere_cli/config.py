@@ -51,6 +51,9 @@ class UNetConfig:
     heads: int = 4
     context_dim: int = 128  # = TextConfig.width
     pooled_dim: int = 128  # = TextConfig.embed_dim
+    # Width of the noise-level and pooled-text embedding; None: 4 x channels[0]. A model widened
+    # from trained weights (nn.widen) keeps its init's, so every block reads the same embedding.
+    emb_dim: int | None = None
     dropout: float = 0.0
     # Inflation (ignored by the image U-Net)
     temporal_levels: int = 2
@@ -60,6 +63,10 @@ class UNetConfig:
     # Rotary (frame, row, column) positions in those blocks: attention by offset, as motion is.
     spacetime_rope: bool = True
     temporal_kernel: int = 3
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.emb_dim if self.emb_dim is not None else 4 * self.channels[0]
 
     @property
     def frame_multiple(self) -> int:

@@ -126,7 +126,11 @@ def test_train_config_with_init(env):
     assert (model.config.frames, model.config.fps, model.config.diffusion.sample_shift) == (4, 12, 2.0)
     r = invoke("train", "--stage", "video", "--steps", 1, "--out", "bad", "--init", "t2i",
                "--config", '{"unet": {"channels": [8, 16]}}', *FAST_TRAIN)
-    assert r.exit_code == 2 and "unet.channels cannot change on --init weights" in r.stderr
+    assert r.exit_code == 2 and "widening doubles a level's channels or keeps them; got 16 -> 8" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = invoke("train", "--stage", "video", "--steps", 1, "--out", "bad", "--init", "t2i",
+               "--config", '{"unet": {"heads": 1}}', *FAST_TRAIN)
+    assert r.exit_code == 2 and "unet.heads cannot change on --init weights" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     r = invoke("train", "--stage", "t2i", "--steps", 1, "--out", "bad", "--init", "t2i",
                "--config", '{"frames": 4}', *FAST_TRAIN)

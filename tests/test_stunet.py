@@ -436,3 +436,33 @@ def test_skipped_init_builds_modules_that_load_to_the_same_network():
     x, c = video(1, 4), cond(1)
     with torch.no_grad():
         assert torch.equal(fresh.eval()(x, *c), net(x, *c))
+
+
+def test_widening_a_level_keeps_the_function_and_lets_the_copies_part():
+    from lumiere_cli.nn.widen import widened
+
+    torch.manual_seed(0)
+    net = randomise_zero_inits(STUNet(TINY)).eval()
+    wide = widened(net, (32, 32, 32), seed=3)
+    assert wide.cfg.channels == (32, 32, 32) and wide.cfg.embedding_dim == net.cfg.embedding_dim
+    assert sum(p.numel() for p in wide.parameters()) > sum(p.numel() for p in net.parameters())
+    x, c = video(2, 8), cond(2)
+    with torch.no_grad():
+        before, after = net(x, *c), wide(x, *c)
+    assert (after - before).abs().max() <= 1e-4 * before.abs().max()
+    # The split's noise breaks the copies' symmetry: the two copies of a channel learn apart.
+    wide(x, *c).square().mean().backward()
+    grad = wide.spatial.stem.weight.grad  # writes the doubled first level: rows 2j, 2j + 1 copy row j
+    assert not torch.allclose(grad[0::2], grad[1::2])
+
+
+def test_widening_refuses_what_would_change_the_function():
+    from lumiere_cli.nn.widen import widened
+
+    net = randomise_zero_inits(STUNet(TINY)).eval()
+    with pytest.raises(ValueError, match="doubles a level's channels or keeps them; got 16 -> 24"):
+        widened(net, (24, 32, 32))
+    with pytest.raises(ValueError, match="keeps the levels"):
+        widened(net, (32, 32))
+    with pytest.raises(ValueError, match=r"keeps the channels of levels with attention \(level 1, 2\)"):
+        widened(net, (16, 64, 64))

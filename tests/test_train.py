@@ -260,12 +260,19 @@ def test_init_takes_a_run_folder_and_changes_only_what_no_weight_depends_on(tmp_
     assert (model.config.frames, model.config.fps) == (4, 12)
     assert (model.config.diffusion.sample_guidance, model.config.diffusion.sample_sampler) == (2.5, "ddim")
     assert model.card["training"][-1]["model_overrides"] == changes
+    widen = {"unet": {"channels": [32, 32]}}
+    wide = load_model(train(_cfg(tmp_path / "wide", "t2i", init=str(run), steps=1, model_overrides=widen)))
+    assert wide.config.unet.channels == (32, 32) and wide.config.unet.embedding_dim == 64
+    assert wide.card["training"][-1]["model_overrides"] == widen
 
     def refused(match, **kw):
         with pytest.raises(UsageError, match=match):
             train(_cfg(tmp_path / "bad", **{"stage": "video", "init": str(run), "steps": 1, **kw}))
 
-    refused(r"^unet\.channels cannot change on --init weights", model_overrides={"unet": {"channels": [8, 16]}})
+    refused(r"^unet\.channels: widening doubles a level.s channels or keeps them; got 16 -> 8",
+            model_overrides={"unet": {"channels": [8, 16]}})
+    refused(r"keeps the channels of levels with attention \(level 1\)", model_overrides={"unet": {"channels": [16, 64]}})
+    refused("unet.emb_dim stays 64 when the channels widen", model_overrides={"unet": {"channels": [32, 32], "emb_dim": 128}})
     refused(r"unet\.heads, size cannot change", model_overrides={"unet": {"heads": 1}, "size": 8})
     refused("frames can change on --init weights only in a video stage", stage="t2i", model_overrides={"frames": 4})
     refused("frames must be a multiple of 2", model_overrides={"frames": 6 - 1})

@@ -78,7 +78,7 @@ class UNet2D(nn.Module):
             )
         self.cfg = cfg
         ch = cfg.channels
-        emb_dim = 4 * ch[0]
+        emb_dim = cfg.embedding_dim
         self.emb_dim = emb_dim
         self.noise_features = FourierFeatures(emb_dim)
         self.noise_mlp = nn.Sequential(

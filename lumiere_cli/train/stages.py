@@ -20,14 +20,18 @@ from ..diffusion.denoiser import Denoiser
 from ..errors import UsageError
 from ..model import LumiereModel
 from ..nn.video_encoder import VideoEncoder
+from ..nn.widen import widened, widened_config
 
 STAGES = tuple(s.value for s in Stage)
 VIDEO_STAGES = (Stage.video.value, Stage.video_unfrozen.value)  # stages that train on clips
-# ModelConfig keys a stage may change on its init's weights: none of them shapes a tensor or
-# changes what the network's output means. The frame count only in a video stage (the t2i stage
-# trains on single frames, so it would record a clip length it never saw).
+# ModelConfig keys a stage may change on its init's weights: none of them changes what the
+# network's output means. Channels only by doubling a level without attention (nn.widen: the
+# wider network computes what its init did, its embedding keeps the init's width). The frame
+# count only in a video stage (the t2i stage trains on single frames, so it would record a clip
+# length it never saw).
 CHANGEABLE_ON_INIT = (
-    "frames", "fps", "diffusion.schedule_shift", "diffusion.sample_shift", "diffusion.sample_guidance",
+    "unet.channels", "frames", "fps", "diffusion.schedule_shift", "diffusion.sample_shift",
+    "diffusion.sample_guidance",
     "diffusion.sample_guidance_low", "diffusion.sample_guidance_high", "diffusion.sample_sampler",
     "diffusion.sample_steps", "diffusion.sample_sigmas",
 )
@@ -202,8 +206,17 @@ def stage_model_config(cfg: TrainConfig) -> ModelConfig:
     except (TypeError, ValueError) as e:
         raise UsageError(f"bad model config override: {e}") from None
     if cfg.init:
+        if model_cfg.unet.channels != base.unet.channels:
+            if model_cfg.unet.emb_dim not in (None, base.unet.embedding_dim):
+                raise UsageError(f"unet.emb_dim stays {base.unet.embedding_dim} when the channels widen")
+            try:
+                model_cfg = replace(model_cfg, unet=widened_config(base.unet, model_cfg.unet.channels))
+            except ValueError as e:
+                raise UsageError(f"unet.channels: {e}") from None
         was, now = _flat(to_dict(base)), _flat(to_dict(model_cfg))
         changed = [k for k in now if now[k] != was.get(k)]
+        if model_cfg.unet.embedding_dim == base.unet.embedding_dim:
+            changed = [k for k in changed if k != "unet.emb_dim"]  # the same width, now written down
         fixed = [k for k in changed if k not in CHANGEABLE_ON_INIT]
         if fixed:
             raise UsageError(f"{', '.join(fixed)} cannot change on --init weights (the weights fix "
@@ -225,6 +238,11 @@ def initial_model(cfg: TrainConfig, model_cfg: ModelConfig, *, vocabulary: tuple
         # Layers added to the code since the init was saved start as the identity. None of the
         # keys model_cfg may differ in is read when the modules are built, so setting it suffices.
         model = load_model(cfg.init, grow=True)
+        if model_cfg.unet.channels != model.config.unet.channels:
+            try:
+                model.unet = widened(model.unet, model_cfg.unet.channels, seed=cfg.seed)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
         if model_cfg.vocabulary and not set(vocabulary) <= set(model_cfg.vocabulary):
             model_cfg = replace(model_cfg, vocabulary=tuple(sorted(set(model_cfg.vocabulary) | set(vocabulary))))
         model.config = model_cfg
