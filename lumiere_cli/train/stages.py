@@ -31,9 +31,8 @@ VIDEO_STAGES = (Stage.video.value, Stage.video_unfrozen.value)  # stages that tr
 # length it never saw).
 CHANGEABLE_ON_INIT = (
     "unet.channels", "frames", "fps", "diffusion.schedule_shift", "diffusion.sample_shift",
-    "diffusion.sample_guidance",
-    "diffusion.sample_guidance_low", "diffusion.sample_guidance_high", "diffusion.sample_sampler",
-    "diffusion.sample_steps", "diffusion.sample_sigmas",
+    "diffusion.sample_guidance", "diffusion.sample_guidance_low", "diffusion.sample_guidance_high",
+    "diffusion.sample_sampler", "diffusion.sample_steps", "diffusion.sample_sigmas",
 )
 
 
@@ -235,8 +234,9 @@ def initial_model(cfg: TrainConfig, model_cfg: ModelConfig, *, vocabulary: tuple
     from ..weights import load_model
 
     if cfg.init:
-        # Layers added to the code since the init was saved start as the identity. None of the
-        # keys model_cfg may differ in is read when the modules are built, so setting it suffices.
+        # Layers added to the code since the init was saved start as the identity. Of the keys
+        # model_cfg may differ in, only the channels are read when the modules are built: the
+        # weights are widened to them; setting the config suffices for the rest.
         model = load_model(cfg.init, grow=True)
         if model_cfg.unet.channels != model.config.unet.channels:
             try:
