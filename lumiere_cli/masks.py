@@ -16,9 +16,11 @@ IMAGE_LAYOUTS = {"none": 0.6, "inpaint": 0.4}
 # Layouts along time too, for what the time commands ask of a model: some whole frames known and the
 # rest generated. "keyframes": every k-th frame (k = 2-5) and the last (a long clip's fine pass, and
 # --keyframe); "prefix"/"suffix": the first/last 2-t/2 frames (extend forward/backward); "ends": the
-# first and the last frame (i2v --last-image).
-TIME_LAYOUTS = {"none": 0.3, "first_frame": 0.1, "inpaint": 0.1, "cinemagraph": 0.1,
-                "keyframes": 0.15, "prefix": 0.1, "suffix": 0.1, "ends": 0.05}
+# first and the last frame (i2v --last-image); "ring": the first and last 1-t/4 frames, half the
+# time with one frame between them known too (a loop's seam window: the kept frames at its ends,
+# an i2v loop's image in its middle).
+TIME_LAYOUTS = {"none": 0.3, "first_frame": 0.1, "inpaint": 0.1, "cinemagraph": 0.1, "keyframes": 0.1,
+                "prefix": 0.075, "suffix": 0.075, "ends": 0.05, "ring": 0.1}
 LAYOUT_SETS = {"standard": VIDEO_LAYOUTS, "time": TIME_LAYOUTS}  # TrainConfig.layouts
 
 
@@ -59,7 +61,7 @@ def random_known_mask(
     return mask
 
 
-TIME_KINDS = ("keyframes", "prefix", "suffix", "ends")
+TIME_KINDS = ("keyframes", "prefix", "suffix", "ends", "ring")
 
 
 def known_frames(kind: str, t: int, u: float, v: float) -> list[int]:
@@ -70,5 +72,9 @@ def known_frames(kind: str, t: int, u: float, v: float) -> list[int]:
         k = 2 + int(u * 4)  # every 2nd to 5th frame
         phase = int(v * k)
         return sorted({*range(phase, t, k), t - 1})
+    if kind == "ring":
+        n = 1 + int(u * max(1, t // 4))  # 1 to t/4 frames at each end
+        inner = [n + int(2 * v * (t - 2 * n))] if v < 0.5 and t > 2 * n else []
+        return sorted({*range(n), *inner, *range(t - n, t)})
     n = 2 + int(u * max(1, t // 2 - 1))  # 2 to t/2 frames
     return list(range(n)) if kind == "prefix" else list(range(t - n, t))

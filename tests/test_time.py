@@ -137,6 +137,9 @@ def test_time_layouts_know_whole_frames_and_leave_the_standard_batches_alone():
     assert known_frames("ends", 16, 0.3, 0.7) == [0, 15]
     assert known_frames("keyframes", 16, 0.0, 0.0) == [0, 2, 4, 6, 8, 10, 12, 14, 15]
     assert known_frames("prefix", 16, 0.99, 0.0) == list(range(8)) and known_frames("suffix", 16, 0.0, 0.0) == [14, 15]
+    # A loop's seam window: 3 kept frames at each end, an i2v loop's image in the middle.
+    assert known_frames("ring", 16, 0.5, 0.25) == [0, 1, 2, 8, 13, 14, 15]
+    assert known_frames("ring", 16, 0.0, 0.9) == [0, 15] and known_frames("ring", 16, 0.99, 0.9) == [*range(4), *range(12, 16)]
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     masks = random_known_mask(64, 16, 4, 4, generator=g(), layouts=LAYOUT_SETS["time"])
     whole = masks.flatten(3).all(-1)[:, 0]  # (b, t): frames known entirely
