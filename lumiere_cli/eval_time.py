@@ -14,7 +14,7 @@ from .config import SampleOptions
 from .pipeline import Inputs, generate
 from .world.detect import detect
 from .world.render import draw_spec, render
-from .world.vocab import caption
+from .world.vocab import caption, parse_caption
 
 AXIS = {"moving right": (0, 1), "moving left": (0, -1), "moving down": (1, 1), "moving up": (1, -1)}
 BACKWARD = 0.03  # frame widths against the asked direction in one frame step
@@ -138,17 +138,23 @@ def keyframes_row(model, prompt: str, ref: np.ndarray, seed: int, *, steps: int 
 def schedule_row(model, first: str, then: str, at: int, seed: int, *, frames: int = 32,
                  steps: int | None = None) -> dict:
     """A prompt schedule: `first` from frame 0, `then` from frame `at`. What the detector reads on
-    the frames before and after the change, and the object's step at the change against the
-    largest step elsewhere."""
+    the frames before and after the change, the object's step at the change against the largest
+    step elsewhere, and the verdicts: both spans read as their prompts name them (`read_right`), no
+    jump at the change (`continuous`), and those two with one object in every frame (`all_three`)."""
     out = generate(model, first, seed=seed, options=SampleOptions(frames=frames, steps=steps),
                    schedule=[(at, then)]).frames
     steps_, _ = largest_steps(out)
     before, after = detect(out[max(0, at - 16):at]), detect(out[at:at + 16])
     others = np.delete(steps_, at - 1)
-    return {
+    row = {
         "before": (before.colour, before.shape, before.motion),
         "after": (after.colour, after.shape, after.motion),
         "change_step": float(steps_[at - 1]),
         "other_max": float(np.nanmax(others)) if np.isfinite(others).any() else float("nan"),
         "not_one_object": int(np.isnan(track(out)[:, 0]).sum()),
     }
+    named = [tuple(parse_caption(p)[a] for a in ("colour", "shape", "motion")) for p in (first, then)]
+    row["read_right"] = (row["before"], row["after"]) == tuple(named)
+    row["continuous"] = row["change_step"] <= row["other_max"]
+    row["all_three"] = row["read_right"] and row["continuous"] and row["not_one_object"] == 0
+    return row

@@ -21,7 +21,7 @@ from .choices import Sampler, Task
 from .config import HIGH_NOISE_SIGMA, LOW_NOISE_SIGMA, SampleOptions
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedule import get_sigmas, sigmas_for_strength
-from .diffusion.wrappers import CFGDenoiser, PasteKnown, TemporalWindows
+from .diffusion.wrappers import CFGDenoiser, PasteKnown, TemporalWindows, WindowPasses
 from .errors import InputError, UsageError
 from .model import LumiereModel
 from .nn.layers import fast_autocast
@@ -159,11 +159,10 @@ def run_once(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, 
         x = x + _to_clip(start[0]).to(device)
 
     # 6. denoise
-    window_text = _window_text(schedule, texts) if len(texts) > 1 else None
+    passes = _span_passes(schedule, texts) if len(schedule) > 1 else None
     watch = _previewer(preview, preview_every, len(sigmas) - 1)
     x = _sample(model, x, sigmas, cond, uncond, options, [generator], progress, known=known is not None,
-                device=device, window_text=window_text, preview=watch, loop_starts=loop_starts,
-                window_weights=_window_weights(schedule) if window_text else None)
+                device=device, window_passes=passes, preview=watch, loop_starts=loop_starts)
     t_denoised = time.perf_counter()
 
     # 7. frames as uint8 (t, h, w, c); known pixels are the user's bytes, exactly
@@ -204,31 +203,32 @@ def _span_of(schedule: Schedule, frame: int) -> int:
     return sum(start <= frame for start, _ in schedule) - 1
 
 
-def _window_span(schedule: Schedule, idx: torch.Tensor) -> int:
-    """The span a window (its frame indices) reads: the one that holds its middle frame."""
-    return _span_of(schedule, int(idx[len(idx) // 2]))
-
-
-def _window_text(schedule: Schedule, texts: dict[str, dict]) -> Callable[[torch.Tensor], dict]:
-    """For a window (its frame indices): the text of the prompt of the span it reads."""
-    def text_for(idx: torch.Tensor) -> dict:
-        return texts[schedule[_window_span(schedule, idx)][1]]
-
-    return text_for
-
-
-# A window's weight in the frames of spans other than the one whose prompt it reads: small, so a
-# frame takes its own span's windows, but not 0, so a frame no such window covers is still drawn.
+# In a window that holds frames of several spans, each span's prompt runs over the whole window and
+# counts OTHER_SPAN_WEIGHT in the other spans' frames: small, so each frame shows its own span's
+# prompt, not 0, so a frame no pass of its own span covers is still drawn. Between the noise levels
+# SPAN_BLEND_SIGMAS, where the object's place is decided (above them its motion, below them its
+# colour and edges), that weight rises to 1 - d / SPAN_BLEND_FRAMES at d frames from the span, so
+# both prompts agree on one object where the span changes (README, Time, has the measurements).
 OTHER_SPAN_WEIGHT = 1e-3
+SPAN_BLEND_SIGMAS = (2.5, 10.0)
+SPAN_BLEND_FRAMES = 10
 
 
-def _window_weights(schedule: Schedule) -> Callable[[torch.Tensor], torch.Tensor]:
-    """For a window (its frame indices): 1 in the frames of the span it reads, else OTHER_SPAN_WEIGHT."""
-    def weights_for(idx: torch.Tensor) -> torch.Tensor:
+def _span_passes(schedule: Schedule, texts: dict[str, dict]) -> WindowPasses:
+    """For a window (its frame indices) at a noise level: one pass per span it touches, with that
+    span's text, 1 in the span's frames and the weights above elsewhere."""
+    def passes(idx: torch.Tensor, sigma: float) -> list[tuple[dict, torch.Tensor]]:
         spans = torch.tensor([_span_of(schedule, int(i)) for i in idx])
-        return torch.where(spans == _window_span(schedule, idx), 1.0, OTHER_SPAN_WEIGHT)
+        blend = SPAN_BLEND_SIGMAS[0] < sigma <= SPAN_BLEND_SIGMAS[1]
+        out = []
+        for k in spans.unique().tolist():
+            own = (spans == k).nonzero().flatten()
+            distance = (torch.arange(len(idx))[:, None] - own[None]).abs().min(1).values.float()
+            other = (1 - distance / SPAN_BLEND_FRAMES) if blend else torch.zeros_like(distance)
+            out.append((texts[schedule[k][1]], torch.where(distance == 0, 1.0, other.clamp(min=OTHER_SPAN_WEIGHT))))
+        return out
 
-    return weights_for
+    return passes
 
 
 def _previewer(preview: Preview | None, every: int, steps: int):
@@ -361,7 +361,7 @@ def _initial_noise(generators: list[torch.Generator], frames: int, size: int, de
 
 
 def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, known: bool = False,
-            device="cpu", window_text=None, preview=None, loop_starts=None, window_weights=None) -> torch.Tensor:
+            device="cpu", window_passes=None, preview=None, loop_starts=None) -> torch.Tensor:
     """Run the sampler over windows(cfg(paste(denoiser))): each wrapper has the denoiser's signature,
     and guidance and pasting work on whichever slice of time a window hands them."""
     cfg = model.config
@@ -373,9 +373,9 @@ def _sample(model, x, sigmas, cond, uncond, options, generators, progress, *, kn
         denoiser = CFGDenoiser(denoiser, options.guidance, uncond, low=guidance_low(options),
                                high=guidance_high(options))
     window = options.window or min(cfg.frames, frames)
-    if window < frames or options.loop or window_text is not None:
+    if window < frames or options.loop or window_passes is not None:
         denoiser = TemporalWindows(denoiser, window, min(options.overlap, window - 1), loop=options.loop,
-                                   window_kwargs=window_text, starts=loop_starts, window_weights=window_weights)
+                                   window_passes=window_passes, starts=loop_starts)
     sampler = SAMPLERS[options.sampler]
     extra = {"eta": options.eta} if options.sampler == Sampler.ddim else {}
     steps = len(sigmas) - 1

@@ -32,14 +32,15 @@ def long_clip(model, prompt, task, inputs: Inputs, options: SampleOptions, seed,
               schedule: Schedule | None, preview, preview_every, free: frozenset[int] = frozenset()) -> GenerateResult:
     """A clip longer than the model's, or one with a prompt schedule, coarse to fine.
 
-    1. The whole clip at the model's length, one pass per span of the schedule, each reading its
-       span's prompt; a later span is made as image to video from the frame before it, so it
-       continues the object from where the span before left it. (With all the frames before it
-       known, a new motion word restarted its motion from the world's starting place: jumps of
-       0.11-0.22 frame widths at the change.) A loop's one span: `loop`.
+    1. The whole clip at the model's length, in one run whose schedule is the spans' starts moved
+       onto the coarse frames (`coarse_schedule`): every span's prompt runs over the frames, each
+       counting in its own span's (`pipeline.OTHER_SPAN_WEIGHT`), so the object carries on from
+       where it was and changes at the span's start. (Made span by span, each later span image to
+       video from the frame before it, a new colour was drawn anew where the world's clips start:
+       jumps of 0.05-0.53 frame widths at the change.) A loop's one span: `loop`.
     2. When the clip is longer than that, the coarse frames become keyframes spread over it
        (`keyframe_positions`; the user's own keyframes win, and positions in `free` are left to
-       this pass), and windows, each reading the prompt of its own span, fill in between,
+       this pass), and windows, each running the prompts of the spans it holds, fill in between,
        starting from the coarse clip stretched in time part-way down the schedule.
     """
     cfg = model.config
@@ -49,28 +50,18 @@ def long_clip(model, prompt, task, inputs: Inputs, options: SampleOptions, seed,
     positions = keyframe_positions(frames, length, loop=options.loop)
     known = squeeze(inputs.keyframes, positions)
     fine = frames > length
-    # 1. the coarse clip, span by span
-    coarse, spent = None, 0.0
-    for k, (start, text) in enumerate(spans):
-        first = next((i for i, p in enumerate(positions) if p >= start), length)
-        if coarse is not None and first >= length:
-            continue  # the span starts after the last coarse frame: the fine pass alone draws it
-        last = k == len(spans) - 1
-        name = "coarse" if fine else "draft" if not last else None
-        say = denoise_as(progress, name) if name else progress
-        if coarse is None:
-            once = loop if options.loop else partial(pipeline.run_once, schedule=None)
-            run = once(model, text, task, replace(inputs, keyframes=known), replace(options, frames=length), seed,
-                       device, say, preview=None if name else preview, preview_every=preview_every)
-            coarse = run.frames
-        else:
-            # the span as image to video from the frame before it (the user's keyframes in it kept)
-            lo = first - 1
-            given = {i - lo: f for i, f in ({lo: coarse[lo]} | known).items() if lo <= i < lo + length}
-            run = pipeline.run_once(model, text, "t2v", Inputs(keyframes=given), replace(options, frames=length),
-                                    seed, device, say, None, None if name else preview, preview_every)
-            coarse = np.concatenate([coarse[:first], run.frames[1:1 + length - first]])
-        spent += run.timings["total_s"]
+    # 1. the coarse clip
+    coarse_spans = coarse_schedule(spans, positions)
+    say = denoise_as(progress, "coarse") if fine else progress
+    shown = None if fine else preview
+    if options.loop:
+        run = loop(model, coarse_spans[0][1], task, replace(inputs, keyframes=known), replace(options, frames=length),
+                   seed, device, say, shown, preview_every)
+    else:
+        run = pipeline.run_once(model, coarse_spans[0][1], task, replace(inputs, keyframes=known),
+                                replace(options, frames=length), seed, device, say,
+                                coarse_spans if len(coarse_spans) > 1 else None, shown, preview_every)
+    coarse, spent = run.frames, run.timings["total_s"]
     if not fine:
         return replace(run, frames=coarse, timings={**run.timings, "total_s": spent})
     # 2. the full clip with the coarse frames kept, the user's keyframes, in-betweens from windows
@@ -81,6 +72,18 @@ def long_clip(model, prompt, task, inputs: Inputs, options: SampleOptions, seed,
                                start=(stretched, FINE_STRENGTH))
     timings = {**result.timings, "coarse_s": spent, "total_s": result.timings["total_s"] + spent}
     return replace(result, timings=timings)
+
+
+def coarse_schedule(spans: Schedule, positions: list[int]) -> Schedule:
+    """The schedule of a long clip on its coarse frames (at `positions`): each span from the first
+    coarse frame at or after its start; a span that ends before another coarse frame is left to the
+    fine pass (the later of two spans on one coarse frame takes it). The first span keeps frame 0."""
+    firsts: dict[int, str] = {}
+    for start, text in spans:
+        first = next((i for i, p in enumerate(positions) if p >= start), None)
+        if first is not None:
+            firsts[first] = text
+    return sorted(firsts.items())
 
 
 def squeeze(keyframes: dict[int, np.ndarray], positions: list[int]) -> dict[int, np.ndarray]:

@@ -117,12 +117,25 @@ def schedules(model, seeds: list[int]) -> None:
     print("prompts | seed | read on 0-15 | read on 16-31 | step at the change | largest step elsewhere | "
           "frames without one object")
     print("---|---|---|---|---|---|---")
+    totals = {}
     for first, then in SCHEDULES:
+        name = ' / '.join(p.split(' on ')[0] for p in (first, then))
+        rows = []
         for seed in seeds:
             r = schedule_row(model, first, then, 16, seed)
-            print(f"{' / '.join(p.split(' on ')[0] for p in (first, then))} | {seed} | {' '.join(map(str, r['before']))} | "
+            rows.append(r)
+            print(f"{name} | {seed} | {' '.join(map(str, r['before']))} | "
                   f"{' '.join(map(str, r['after']))} | {r['change_step']:.3f} | {r['other_max']:.3f} | "
                   f"{r['not_one_object']}", flush=True)
+        totals[name] = rows
+    print("\nprompts | both spans read right | step at the change <= the largest elsewhere | "
+          "frames without one object | all three")
+    print("---|---|---|---|---")
+    for name, rows in totals.items():
+        n = len(rows)
+        print(f"{name} | {sum(r['read_right'] for r in rows)} of {n} | {sum(r['continuous'] for r in rows)} of {n} | "
+              f"{sum(r['not_one_object'] for r in rows)}, in {sum(r['not_one_object'] > 0 for r in rows)} clips | "
+              f"{sum(r['all_three'] for r in rows)} of {n}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
-__all__ = ["CFGDenoiser", "PasteKnown", "TemporalWindows", "loop_starts", "window_starts"]
+__all__ = ["CFGDenoiser", "PasteKnown", "TemporalWindows", "WindowPasses", "loop_starts", "window_starts"]
+
+# (a window's frame indices, the noise level) -> [(kwargs replacing the call's, per-frame weights)]
+WindowPasses = Callable[[torch.Tensor, float], list[tuple[dict[str, Any], "torch.Tensor | None"]]]
 
 
 def _batch_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -209,11 +212,12 @@ class TemporalWindows(nn.Module):
     starts: a loop's windows' first frames, instead of the evenly spread ones. A single window of
     the clip's length starting half-way is the clip rolled by half: its end meets its start in the
     middle of the window (how `pipeline` regenerates a loop's seam).
-    window_kwargs(frames) -> kwargs that replace the call's for the window holding those frames
-    (a prompt per span of the clip).
-    window_weights(frames) -> (len(frames),) weights of the window's estimate in each of its
-    frames' averages (None: 1 everywhere): a window reading one span's prompt counts little in the
-    frames of another span, so the clip changes where the schedule says, not across the overlap.
+    window_passes(frames, sigma) -> [(kwargs, weights), ...]: the window holding those frames is
+    denoised once per pair, the kwargs replacing the call's (a prompt), and each estimate counts
+    with its (len(frames),) weights in its frames' averages (None: 1 everywhere). A prompt schedule
+    runs the prompt of every span a window touches over the whole window, each counting little in
+    the other spans' frames: both see the same noisy frames, so the clip changes where the schedule
+    says and stays one clip across the change.
     """
 
     def __init__(
@@ -224,9 +228,8 @@ class TemporalWindows(nn.Module):
         time_kwargs: tuple[str, ...] = ("cond_video", "cond_mask"),
         *,
         loop: bool = False,
-        window_kwargs: Callable[[torch.Tensor], dict[str, Any]] | None = None,
+        window_passes: WindowPasses | None = None,
         starts: Sequence[int] | None = None,
-        window_weights: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         super().__init__()
         if window < 1:
@@ -238,8 +241,7 @@ class TemporalWindows(nn.Module):
         self.overlap = overlap
         self.time_kwargs = tuple(time_kwargs)
         self.loop = loop
-        self.window_kwargs = window_kwargs
-        self.window_weights = window_weights
+        self.window_passes = window_passes
         if starts is not None and not loop:
             raise ValueError("window starts are given for loops only")
         self.starts = None if starts is None else tuple(starts)
@@ -258,28 +260,29 @@ class TemporalWindows(nn.Module):
             raise ValueError(f"TemporalWindows needs videos (b, c, t, h, w), got shape {tuple(x.shape)}")
         frames = x.shape[2]
         windows = self.windows(frames)
-        if len(windows) == 1 and self.window_kwargs is None and torch.equal(windows[0], torch.arange(frames)):
+        if len(windows) == 1 and self.window_passes is None and torch.equal(windows[0], torch.arange(frames)):
             return self.model(x, sigma, **kwargs)
+        level = float(torch.as_tensor(sigma).max())
         total, count = None, x.new_zeros(frames)
         for idx in windows:
             # 1. slice the window in time (a loop's last window wraps around to the first frames)
             idx = idx.to(x.device)
-            window_kwargs = {
+            sliced = {
                 k: v.index_select(2, idx) if k in self.time_kwargs and isinstance(v, torch.Tensor) else v
                 for k, v in kwargs.items()
             }
-            if self.window_kwargs is not None:
-                window_kwargs.update(self.window_kwargs(idx))
-            # 2. denoise it
-            d = self.model(x.index_select(2, idx), sigma, **window_kwargs)
-            if total is None:
-                total = d.new_zeros(*d.shape[:2], frames, *d.shape[3:])  # (b, c, t, h, w)
-            if self.window_weights is None:  # the plain average: no weighted copy of every estimate
-                total.index_add_(2, idx, d)
-                count.index_add_(0, idx, torch.ones_like(idx, dtype=count.dtype))
-            else:
-                w = self.window_weights(idx).to(d)
-                total.index_add_(2, idx, d * rearrange(w, "t -> 1 1 t 1 1"))
-                count.index_add_(0, idx, w.to(count))
+            passes = self.window_passes(idx, level) if self.window_passes is not None else [({}, None)]
+            for replaced, w in passes:
+                # 2. denoise it (once per pass)
+                d = self.model(x.index_select(2, idx), sigma, **(sliced | replaced))
+                if total is None:
+                    total = d.new_zeros(*d.shape[:2], frames, *d.shape[3:])  # (b, c, t, h, w)
+                if w is None:  # the plain average: no weighted copy of every estimate
+                    total.index_add_(2, idx, d)
+                    count.index_add_(0, idx, torch.ones_like(idx, dtype=count.dtype))
+                else:
+                    w = w.to(d)
+                    total.index_add_(2, idx, d * rearrange(w, "t -> 1 1 t 1 1"))
+                    count.index_add_(0, idx, w.to(count))
         # 3. per-frame (weighted) average of the overlapping estimates
         return total / rearrange(count, "t -> 1 1 t 1 1").to(total)
