@@ -1,4 +1,4 @@
-"""Clips made of several sampling runs: long clips coarse to fine, prompt schedules span by span,
+"""Clips made of several sampling runs: long clips coarse to fine (prompt schedules with them),
 loops in two passes, extensions. Each run is `pipeline.run_once`; README, Time, has the
 measurements behind each choice and docs/DESIGN.md §8 the reasons.
 
