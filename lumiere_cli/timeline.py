@@ -8,7 +8,6 @@ Clips are uint8 `t h w c` arrays at the model's size, as in `pipeline`.
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 
 import numpy as np
 

@@ -177,13 +177,7 @@ def dense_peaks(repeats: int = 5) -> dict[str, float]:
     import torch.nn.functional as F
 
     def best(fn, flop: float) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return flop / min(times) / 1e9
+        return flop / _time(fn, warmup=1, repeats=repeats)[0] / 1e9
 
     with torch.inference_mode():
         a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
