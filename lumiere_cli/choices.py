@@ -50,6 +50,27 @@ class Stage(Choice):
     video_unfrozen = "video-unfrozen"
 
 
+class LoopStyle(Choice):
+    """How a loop closes (README, Time). pingpong: the clip plays there and back, so every step of
+    the loop, the wrap included, is a step of the clip. round: windows wrap around the end, so the
+    motion may carry on through the seam; a prompt schedule's loop is made this way."""
+
+    pingpong = "pingpong"
+    round = "round"
+
+    @classmethod
+    def resolve(cls, value: object, *, scheduled: bool) -> LoopStyle:
+        """The style for a loop: `value`, else pingpong, or round for a loop with a prompt schedule
+        (played back, a schedule's later spans would come again in reverse)."""
+        if value is None:
+            return cls.round if scheduled else cls.pingpong
+        style = cls.parse(value, "loop style")
+        if style is cls.pingpong and scheduled:
+            raise UsageError("a pingpong loop plays the clip back, which a prompt schedule cannot: "
+                             "use --loop-style round")
+        return style
+
+
 class Format(Choice):
     mp4 = "mp4"
     gif = "gif"

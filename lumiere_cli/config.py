@@ -256,7 +256,10 @@ class SampleOptions:
     # A clip longer than the model's own length: first the whole clip at that length, then its frames
     # kept as keyframes while windows fill in between (False: independent windows, averaged).
     coarse: bool = True
-    loop: bool = False  # windows wrap around the end, so the last frame flows into the first
+    loop: bool = False  # the last frame flows into the first
+    # How the loop closes: "pingpong" | "round" (choices.LoopStyle); None: pingpong, round with a
+    # prompt schedule.
+    loop_style: str | None = None
     # The sampling schedule's shift; None: the model's (DiffusionConfig.sample_shift).
     schedule_shift: float | None = None
     # The noise levels themselves, sigma_max first (0 is appended): `steps` is their count and the

@@ -22,10 +22,16 @@ BACKWARD = 0.03  # frame widths against the asked direction in one frame step
 
 def track(clip: np.ndarray) -> np.ndarray:
     """(t, 2) object centres per frame (NaN without exactly one object), from 16-frame chunks."""
+    return track_sizes(clip)[:, :2]
+
+
+def track_sizes(clip: np.ndarray) -> np.ndarray:
+    """(t, 3) the object's centre and size (the square root of the frame share it covers) per
+    frame, NaN without exactly one object, from 16-frame chunks."""
     out = []
     for start in range(0, len(clip), 16):
         d = detect(clip[start:start + 16])
-        pos = np.asarray(d.track, dtype=float)[:, :2] if d.track else np.full((len(clip[start:start + 16]), 2), np.nan)
+        pos = np.asarray(d.track, dtype=float) if d.track else np.full((len(clip[start:start + 16]), 3), np.nan)
         pos[np.asarray(d.objects) != 1] = np.nan
         out.append(pos)
     return np.concatenate(out)
@@ -60,29 +66,53 @@ def long_clip_row(model, prompt: str, motion: str, seed: int, frames: int, coars
 def largest_steps(clip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pair of neighbouring frames (t - 1,): the object's step (the larger of its x and y moves,
     in frame widths; NaN where a frame shows no single object) and the mean absolute pixel change."""
-    steps = np.abs(np.diff(track(clip), axis=0)).max(axis=1)
-    pixels = np.abs(np.diff(clip.astype(np.float64), axis=0)).mean(axis=(1, 2, 3))
+    steps, _, pixels = _steps(clip)
     return steps, pixels
 
 
 def loop_row(model, prompt: str, seed: int, *, task: str = "t2v", inputs: Inputs | None = None,
-             steps: int | None = None, frames: int | None = None) -> dict:
-    """A `--loop` clip played round: the step from its last frame to its first against the largest
-    step between neighbours inside it, for the object's track and for the pixels. Seamless: the
-    end-to-start step is no larger than the largest inner one, on both, and both ends show one object."""
-    clip = generate(model, prompt, task=task, inputs=inputs, seed=seed,
-                    options=SampleOptions(loop=True, steps=steps, frames=frames)).frames
-    return loop_measure(clip)
+             steps: int | None = None, frames: int | None = None, style: str | None = None) -> dict:
+    """A `--loop` clip played round (`loop_measure`), and the largest step of the same clip made
+    without --loop (`plain_step`, `plain_size`, `plain_px`). `jumps`: the loop moves or changes
+    size somewhere faster than that clip does, so its seam moved rather than closed (the pixels are
+    left out: a frame sampled anew changes its grain)."""
+    loop = generate(model, prompt, task=task, inputs=inputs, seed=seed,
+                    options=SampleOptions(loop=True, loop_style=style, steps=steps, frames=frames)).frames
+    plain = generate(model, prompt, task=task, inputs=inputs, seed=seed,
+                     options=SampleOptions(steps=steps, frames=frames)).frames
+    row = loop_measure(loop)
+    steps_, sizes, pixels = _steps(plain)
+    row.update(plain_step=_nanmax(steps_), plain_size=_nanmax(sizes), plain_px=float(pixels.max()))
+    row["jumps"] = bool(row["largest"] > row["plain_step"] or row["largest_size"] > row["plain_size"])
+    return row
 
 
 def loop_measure(clip: np.ndarray) -> dict:
-    steps, pixels = largest_steps(np.concatenate([clip, clip[:1]]))  # the last pair is the seam
-    inner, inner_px = np.nanmax(steps[:-1]) if np.isfinite(steps[:-1]).any() else np.nan, pixels[:-1].max()
-    return {
-        "wrap": float(steps[-1]), "inner": float(inner), "wrap_px": float(pixels[-1]), "inner_px": float(inner_px),
+    """A loop played round: the step from its last frame to its first (`wrap`) against the largest
+    step between neighbours inside it (`inner`), for the object's place, its size and the pixels.
+    Seamless: the wrap is no larger than the largest inner step on all three."""
+    steps, sizes, pixels = _steps(np.concatenate([clip, clip[:1]]))  # the last pair is the seam
+    row = {
+        "wrap": float(steps[-1]), "inner": _nanmax(steps[:-1]),
+        "wrap_size": float(sizes[-1]), "inner_size": _nanmax(sizes[:-1]),
+        "wrap_px": float(pixels[-1]), "inner_px": float(pixels[:-1].max()),
+        "largest": _nanmax(steps), "largest_size": _nanmax(sizes), "largest_px": float(pixels.max()),
         "not_one_object": int(np.isnan(track(clip)[:, 0]).sum()),
-        "seamless": bool(steps[-1] <= inner and pixels[-1] <= inner_px),
     }
+    row["seamless"] = bool(row["wrap"] <= row["inner"] and row["wrap_size"] <= row["inner_size"]
+                           and row["wrap_px"] <= row["inner_px"])
+    return row
+
+
+def _steps(clip: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`largest_steps` and, between them, the object's change in size per pair of frames."""
+    moves = np.abs(np.diff(track_sizes(clip), axis=0))
+    pixels = np.abs(np.diff(clip.astype(np.float64), axis=0)).mean(axis=(1, 2, 3))
+    return moves[:, :2].max(axis=1), moves[:, 2], pixels
+
+
+def _nanmax(values: np.ndarray) -> float:
+    return float(np.nanmax(values)) if np.isfinite(values).any() else float("nan")
 
 
 def rendered(motion: str, seed: int, colour: str = "yellow", shape: str = "square", background: str = "gray",

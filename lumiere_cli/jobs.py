@@ -316,6 +316,7 @@ def _one(model, p: _Prepared, device, weights_info, style_info, state: _RunState
         task=str(r.task), prompt=r.prompt, seed=r.seed, options=options, fps=fps, frames=int(result.frames.shape[0]),
         size=size, scale=scale, display_filter=r.output.display_filter, weights=weights_info,
         inputs=decoded.info, strength=decoded.inputs.strength if decoded.inputs else None, style=style_info,
+        schedule=list(r.schedule) or None,
     )
     meta["cascade"] = cascade
     listener.status(f"encoding {fmt}")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
-from .choices import Format
+from .choices import Format, LoopStyle
 from .errors import LumiereError, UsageError
 
 AI_NOTICE = (
@@ -295,7 +295,7 @@ def raise_open_file_limit() -> None:
 
 def metadata(*, task: str, prompt: str, seed: int, options: Any, fps: float, frames: int,
              size: tuple[int, int], scale: int, display_filter: str, weights: dict, inputs: dict,
-             strength: float | None, style: dict | None) -> dict[str, Any]:
+             strength: float | None, style: dict | None, schedule: list | None = None) -> dict[str, Any]:
     """The parameters stored inside a clip: everything needed to make it again, and nothing that
     changes from run to run (times go to the sidecar only), so the same request gives the same bytes."""
     from . import __version__
@@ -317,6 +317,9 @@ def metadata(*, task: str, prompt: str, seed: int, options: Any, fps: float, fra
         **({"bf16": True} if options.bf16 else {}),  # fp32 clips keep their bytes
         # the levels runs from pure noise took, where they are not the shifted cosine
         **({"sigmas": list(options.sigmas)} if options.sigmas is not None else {}),
+        # the time options where they are used, so other clips keep their bytes
+        **({"loop": str(LoopStyle.resolve(options.loop_style, scheduled=bool(schedule)))} if options.loop else {}),
+        **({"schedule": [[int(f), p] for f, p in schedule]} if schedule else {}),
         "frames": frames,
         "fps": fps,
         "size": list(size),

@@ -17,7 +17,7 @@ import torch
 from einops import rearrange, repeat
 
 from . import limits, pixels
-from .choices import Sampler, Task
+from .choices import LoopStyle, Sampler, Task
 from .config import HIGH_NOISE_SIGMA, LOW_NOISE_SIGMA, SampleOptions
 from .diffusion.samplers import SAMPLERS
 from .diffusion.schedule import get_sigmas, sigmas_for_strength
@@ -88,7 +88,8 @@ def generate(
     """One clip for every task. Clips longer than the model's own length, and clips with a prompt
     schedule, are made coarse to fine (`options.coarse`; `timeline.long_clip`): the whole clip at
     the trained length first, its frames then kept as keyframes of the full-length clip, whose
-    windows only fill in between, so the windows agree. Loops: `timeline.loop`.
+    windows only fill in between, so the windows agree. Loops: `timeline.pingpong` and
+    `timeline.round_loop` (`options.loop_style`, `choices.LoopStyle`).
 
     extend: the given video's end (or start, `inputs.backward`) is kept and `options.frames` new
     frames continue it; the result is the whole input plus the new frames.
@@ -103,11 +104,17 @@ def generate(
         return timeline.extend(model, prompt, inputs, options, seed, device, progress, preview, preview_every)
     frames = options.frames or cfg.frames
     composed = frames > cfg.frames or schedule
+    if options.loop and task in timeline.LOOP_TASKS:
+        style = LoopStyle.resolve(options.loop_style, scheduled=bool(schedule))
+        if style is LoopStyle.pingpong:
+            return timeline.pingpong(model, prompt, task, inputs, options, seed, device, progress, preview,
+                                     preview_every)
     if options.coarse and task in timeline.COARSE_TASKS and composed and not (schedule and options.loop):
         return timeline.long_clip(model, prompt, task, inputs, options, seed, device, progress, schedule, preview,
                                   preview_every)
     if options.loop and task in timeline.LOOP_TASKS and not schedule and frames <= (options.window or cfg.frames):
-        return timeline.loop(model, prompt, task, inputs, options, seed, device, progress, preview, preview_every)
+        return timeline.round_loop(model, prompt, task, inputs, options, seed, device, progress, preview,
+                                   preview_every)
     return run_once(model, prompt, task, inputs, options, seed, device, progress, schedule, preview, preview_every)
 
 

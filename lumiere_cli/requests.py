@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import limits
-from .choices import DisplayFilter, Format, Sampler, Task
+from .choices import DisplayFilter, Format, LoopStyle, Sampler, Task
 from .cascade.options import SSROptions
 from .config import SampleOptions
 from .errors import UsageError
@@ -119,6 +119,8 @@ def _validate(r: Request) -> Request:
         raise UsageError(f"{task} takes no --backward (it is for extend)")
     if r.options.loop and task not in LOOP_TASKS:
         raise UsageError(f"{task} cannot loop (--loop is for {', '.join(map(str, LOOP_TASKS))})")
+    if r.options.loop:
+        LoopStyle.resolve(r.options.loop_style, scheduled=bool(r.schedule))
     if r.schedule and task not in SCHEDULE_TASKS:
         raise UsageError(f"{task} takes no prompt schedule (--prompt-at is for {', '.join(map(str, SCHEDULE_TASKS))})")
     schedule = tuple(sorted((_frame_index(f, "prompt-at"), " ".join(str(p).split())) for f, p in r.schedule))
@@ -203,10 +205,10 @@ ITEM_KEYS = frozenset({
     "prompt", "negative", "seed", "steps", "guidance", "guidance_low", "guidance_high", "sampler", "schedule_shift", "frames",
     "fps", "output",
     "image", "video", "mask", "strength", "stride", "input_fps", "last_image", "keyframes", "backward", "loop",
-    "schedule", "bf16",
+    "loop_style", "schedule", "bf16",
 })
 _PATH_KEYS = ("image", "video", "mask", "last_image")
-_TYPES = {"negative": (str,), "sampler": (str,), **{k: (str, os.PathLike) for k in ("output", *_PATH_KEYS)}}
+_TYPES = {"negative": (str,), "sampler": (str,), "loop_style": (str,), **{k: (str, os.PathLike) for k in ("output", *_PATH_KEYS)}}
 # The cascade's second stage: --base-only, --ssr-steps, --ssr-noise.
 CASCADE_KEYS = frozenset({"base_only", "ssr_steps", "ssr_noise"})
 ITEM_KEYS = ITEM_KEYS | CASCADE_KEYS
@@ -240,7 +242,9 @@ def build(task: Task | str, fields: dict[str, Any], *, output: OutputSpec, style
             guidance_high=fields.get("guidance_high"),
             sampler=fields.get("sampler"),
             negative=fields.get("negative") or "", frames=fields.get("frames"),
-            schedule_shift=fields.get("schedule_shift"), loop=fields.get("loop", False), bf16=fields.get("bf16", False),
+            schedule_shift=fields.get("schedule_shift"), bf16=fields.get("bf16", False),
+            loop=fields.get("loop", False) or fields.get("loop_style") is not None,
+            loop_style=None if fields.get("loop_style") is None else str(fields["loop_style"]),
         )
         inputs = InputFiles(
             **{k: Path(fields[k]) if fields.get(k) is not None else None for k in _PATH_KEYS},

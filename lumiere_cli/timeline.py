@@ -1,6 +1,7 @@
 """Clips made of several sampling runs: long clips coarse to fine (prompt schedules with them),
-loops in two passes, extensions. Each run is `pipeline.run_once`; README, Time, has the
-measurements behind each choice and docs/DESIGN.md §8 the reasons.
+loops (played there and back, or round in two passes), extensions. Each run is
+`pipeline.run_once`; README, Time, has the measurements behind each choice and docs/DESIGN.md §8
+the reasons.
 
 Clips are uint8 `t h w c` arrays at the model's size, as in `pipeline`.
 """
@@ -36,7 +37,7 @@ def long_clip(model, prompt, task, inputs: Inputs, options: SampleOptions, seed,
        counting in its own span's (`pipeline.OTHER_SPAN_WEIGHT`), so the object carries on from
        where it was and changes at the span's start. (Made span by span, each later span image to
        video from the frame before it, a new colour was drawn anew where the world's clips start:
-       jumps of 0.05-0.53 frame widths at the change.) A loop's one span: `loop`.
+       jumps of 0.05-0.53 frame widths at the change.) A round loop's one span: `round_loop`.
     2. When the clip is longer than that, the coarse frames become keyframes spread over it
        (`keyframe_positions`; the user's own keyframes win, and positions in `free` are left to
        this pass), and windows, each running the prompts of the spans it holds, fill in between,
@@ -54,8 +55,8 @@ def long_clip(model, prompt, task, inputs: Inputs, options: SampleOptions, seed,
     say = denoise_as(progress, "coarse") if fine else progress
     shown = None if fine else preview
     if options.loop:
-        run = loop(model, coarse_spans[0][1], task, replace(inputs, keyframes=known), replace(options, frames=length),
-                   seed, device, say, shown, preview_every)
+        run = round_loop(model, coarse_spans[0][1], task, replace(inputs, keyframes=known),
+                         replace(options, frames=length), seed, device, say, shown, preview_every)
     else:
         run = pipeline.run_once(model, coarse_spans[0][1], task, replace(inputs, keyframes=known),
                                 replace(options, frames=length), seed, device, say,
@@ -98,16 +99,59 @@ def squeeze(keyframes: dict[int, np.ndarray], positions: list[int]) -> dict[int,
     return out
 
 
-# Tasks whose loops of one window's length are made in two passes (`loop`); longer loops are made
-# coarse to fine from one, and a loop with a prompt schedule by windows around the circle alone.
+# Tasks that loop. A round loop of one window's length is made in two passes (`round_loop`); a
+# longer one coarse to fine from one, and one with a prompt schedule by windows around the circle.
 LOOP_TASKS = ("t2v", "i2v", "cinemagraph")
-# The share of a loop's first pass kept, around its middle, when the seam is made.
+# The share of a round loop's first pass kept, around its middle, when the seam is made.
 LOOP_KEPT = 0.375
 
 
-def loop(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress, preview,
-         preview_every) -> GenerateResult:
-    """A loop of one window's length, in two passes: the clip, then its seam. The middle
+def pingpong(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress, preview,
+             preview_every) -> GenerateResult:
+    """A loop played there and back: a clip of `frames // 2 + 1` frames forward, then back through
+    it to the frame after the first. Every step of the loop, the one from the last frame to the
+    first included, is a step of that clip, so the seam cannot jump, and an i2v loop's image is its
+    first frame as in any i2v clip. (Made round the circle instead, the loop must lead back into
+    the image, which the model does not do; and a round loop's kept frames meet the regenerated ones
+    with a jump in size as often as not: README, Time.) The forward clip is made at the model's
+    length at least, and coarse to fine when longer, as any clip."""
+    cfg = model.config
+    frames, m = pipeline.check(model, prompt, task, inputs, options), cfg.unet.frame_multiple
+    if frames % 2:
+        raise UsageError(f"a pingpong loop needs an even number of frames, got {frames}")
+    inputs = replace(inputs, keyframes=_played_back(inputs.keyframes, frames, "keyframes"))
+    if inputs.generate_region is not None and np.ndim(inputs.generate_region) == 3:
+        _played_back(dict(enumerate(inputs.generate_region[:frames])), frames, "mask video")
+    length = max(-(-(frames // 2 + 1) // m) * m, min(frames, cfg.frames))
+    shown = None if preview is None else lambda step, steps, clip: preview(step, steps, _there_and_back(clip, frames))
+    forward = pipeline.generate(model, prompt, task=task, inputs=inputs, seed=seed, device=device, progress=progress,
+                                options=replace(options, frames=length, loop=False, loop_style=None),
+                                preview=shown, preview_every=preview_every)
+    return replace(forward, frames=_there_and_back(forward.frames, frames))
+
+
+def _there_and_back(clip: np.ndarray, frames: int) -> np.ndarray:
+    """`frames` frames: clip[0 .. frames/2], then back down to clip[1]."""
+    half = frames // 2
+    return np.concatenate([clip[:half + 1], clip[half - 1:0:-1]])
+
+
+def _played_back(keyframes: dict[int, np.ndarray], frames: int, what: str) -> dict[int, np.ndarray]:
+    """Frames given at any index of a pingpong loop, as frames of its forward half (index i past the
+    middle plays frame frames - i); two given for one forward frame must be the same."""
+    out: dict[int, np.ndarray] = {}
+    for i in sorted(keyframes):
+        j = i if i <= frames // 2 else frames - i
+        if j in out and not np.array_equal(out[j], keyframes[i]):
+            raise UsageError(f"a pingpong loop of {frames} frames shows frame {j} again as frame {frames - j}: "
+                             f"the {what} there must be the same (or use --loop-style round)")
+        out[j] = keyframes[i]
+    return out
+
+
+def round_loop(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, device, progress, preview,
+               preview_every) -> GenerateResult:
+    """A round loop of one window's length, in two passes: the clip, then its seam. The middle
     `LOOP_KEPT` of the clip is kept; one window starting half-way round the circle (the clip rolled
     by half, its last frame next to its first in the window's middle) regenerates the rest, so the
     end leads into the start as any frame leads into the next. Windows averaged around the circle

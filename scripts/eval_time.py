@@ -5,8 +5,11 @@
   more than 0.03 frame widths against the caption's direction), the largest step against the
   largest a rendered trained-length clip takes, and whether every 16-frame chunk shows the asked
   colour and shape.
-- loop: the step from the last frame to the first against the largest step between neighbours
-  (the object's, and the mean pixel change).
+- loop: `--loop` clips of t2v, i2v and cinemagraph (the image: a render's first frame; the mask:
+  the whole frame) in each loop style, played round. Seamless: the step from the last frame to the
+  first no larger than the largest between neighbours, for the object's place, its size and the
+  mean pixel change. Jumps: a move or change of size anywhere larger than the same seed's clip
+  made without --loop takes (the seam moved, not closed). Both: seamless, no jump, one object in every frame.
 - extend: whether the input comes back unchanged; the step across the join against the largest
   step inside the input and inside the new frames; the motion the new frames show.
 - keyframes: whether the frames given to i2v come back exactly; backward jumps, the largest step
@@ -22,9 +25,17 @@ from __future__ import annotations
 import argparse
 
 
+import numpy as np
+
 from lumiere_cli.eval_time import (extend_row, keyframes_row, long_clip_row, loop_row, render_max_step, rendered,
                                    schedule_row)
+from lumiere_cli.pipeline import Inputs
 from lumiere_cli.weights import load_model
+
+# README's loop prompts: (motion, colour, shape, background).
+LOOP_PROMPTS = (("bouncing", "red", "circle", "black"), ("growing", "green", "square", "gray"),
+                ("moving up", "blue", "triangle", "white"))
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -34,6 +45,8 @@ def main() -> None:
     ap.add_argument("--motions", default="moving right,moving left,moving up,moving down")
     ap.add_argument("--parts", default="long,loop,extend,keyframes,schedule")
     ap.add_argument("--modes", default="windows,coarse", help="long clips: independent windows, coarse to fine")
+    ap.add_argument("--loop-tasks", default="t2v,i2v,cinemagraph")
+    ap.add_argument("--loop-styles", default="pingpong,round")
     args = ap.parse_args()
     parts = args.parts.split(",")
     model = load_model(args.weights)
@@ -42,7 +55,7 @@ def main() -> None:
     if "long" in parts:
         long_clips(model, args.motions.split(","), seeds, args.frames, args.modes.split(","))
     if "loop" in parts:
-        loops(model, seeds)
+        loops(model, seeds, args.loop_tasks.split(","), args.loop_styles.split(","))
     if {"extend", "keyframes", "schedule"} & set(parts):
         joins(model, seeds, parts)
 
@@ -61,16 +74,30 @@ def long_clips(model, motions: list[str], seeds: list[int], frames: int, modes: 
                       f"{row['backward_jumps']} | {row['max_step']:.3f} ({limit:.3f}) | {row['held']}", flush=True)
 
 
-def loops(model, seeds: list[int]) -> None:
+def loops(model, seeds: list[int], tasks: list[str], styles: list[str]) -> None:
     print("\n## loops (16 frames, played round)")
-    print("prompt | seed | last->first step | largest inner step | last->first pixels | largest inner pixels | "
-          "frames without one object | seamless")
-    print("---|---|---|---|---|---|---|---")
-    for prompt in ("a red circle bouncing on a black background", "a blue square moving right on a white background"):
-        for seed in seeds:
-            r = loop_row(model, prompt, seed)
-            print(f"{prompt} | {seed} | {r['wrap']:.3f} | {r['inner']:.3f} | {r['wrap_px']:.1f} | {r['inner_px']:.1f} | "
-                  f"{r['not_one_object']} | {r['seamless']}", flush=True)
+    print("task | style | prompt | seed | last->first step (largest inner) | size | pixels | largest step (without "
+          "--loop) | largest size change (without --loop) | frames without one object | seamless | jumps")
+    print("---|---|---|---|---|---|---|---|---|---|---|---")
+    for task in tasks:
+        for style in styles:
+            seamless = jumps = both = 0
+            for motion, colour, shape, background in LOOP_PROMPTS:
+                for seed in seeds:
+                    prompt, ref = rendered(motion, seed, colour, shape, background)
+                    inputs = None if task == "t2v" else Inputs(
+                        image=ref[0], generate_region=np.ones(ref.shape[1:3], np.float32) if task == "cinemagraph" else None)
+                    r = loop_row(model, prompt, seed, task=task, inputs=inputs, style=style)
+                    seamless, jumps = seamless + r["seamless"], jumps + r["jumps"]
+                    both += r["seamless"] and not r["jumps"] and r["not_one_object"] == 0
+                    print(f"{task} | {style} | {motion} | {seed} | {r['wrap']:.3f} ({r['inner']:.3f}) | "
+                          f"{r['wrap_size']:.3f} ({r['inner_size']:.3f}) | {r['wrap_px']:.1f} ({r['inner_px']:.1f}) | "
+                          f"{r['largest']:.3f} ({r['plain_step']:.3f}) | {r['largest_size']:.3f} ({r['plain_size']:.3f}) | "
+                          f"{r['not_one_object']} | {r['seamless']} | "
+                          f"{r['jumps']}", flush=True)
+            n = len(LOOP_PROMPTS) * len(seeds)
+            print(f"**{task} {style}: seamless {seamless}/{n}, with a jump {jumps}/{n}, seamless without a jump "
+                  f"and one object throughout {both}/{n}**", flush=True)
 
 
 def joins(model, seeds: list[int], parts: list[str]) -> None:

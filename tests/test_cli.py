@@ -636,10 +636,21 @@ def test_time_commands_from_the_command_line(env, model_cfg):
                "--preview", "prev.gif", "--preview-every", 1, "-o", "clip.gif", *FAST)
     assert r.exit_code == 0, r.output
     assert Path("prev.gif").exists() and "preview at step 2/2" in r.stderr
+    meta = video_io.read_metadata("clip.gif")
+    assert meta["loop"] == "round" and meta["schedule"] == [[0, "a red circle"], [t // 2, "a blue square"]], meta
+    Path("loops.jsonl").write_text('{"prompt": "x", "output": "a.gif", "loop_style": "pingpong"}\n{"prompt": "y", "output": "b.gif"}\n')
+    r = invoke("t2v", "--prompts", "loops.jsonl", "--out-dir", "loops", "--json", *FAST)
+    assert r.exit_code == 0, r.output
+    assert video_io.read_metadata("loops/a.gif")["loop"] == "pingpong" and "loop" not in video_io.read_metadata("loops/b.gif")
+    Path("bad.jsonl").write_text('{"prompt": "x", "loop_style": 3}\n')
+    r = invoke("t2v", "--prompts", "bad.jsonl", "--out-dir", "bad", *FAST)
+    assert r.exit_code == 2 and "loop_style must be a string" in r.stderr, r.stderr
     for args, words in ((["edit", "x", "--video", "in", "--loop"], "No such option"),
                         (["i2v", "x", "--image", "a.png", "--keyframe", "a.png"], "PATH@INDEX"),
                         (["i2v", "x", "--image", "a.png", "--keyframe", f"a.png@{t}"], "outside the clip"),
                         (["t2v", "x", "--prompt-at", "later:a cat"], "FRAME:PROMPT"),
-                        (["t2v", "x", "--prompt-at", f"{t}:a cat"], "past the clip")):
+                        (["t2v", "x", "--prompt-at", f"{t}:a cat"], "past the clip"),
+                        (["t2v", "x", "--loop-style", "spiral"], "--loop-style"),
+                        (["t2v", "x", "--loop-style", "pingpong", "--prompt-at", "2:a cat"], "pingpong loop plays")):
         r = invoke(*args, *FAST)
         assert r.exit_code == 2 and words in r.stderr, (args, r.stderr)

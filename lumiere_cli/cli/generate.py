@@ -124,7 +124,8 @@ def _run(task: Task, s: Shared, prompt: str | None, inputs: dict, style=None) ->
         raise typer.Exit(failures[0].exit_code)
 
 
-def t2v(shared: Shared, prompt: o.Prompt = None, loop: o.Loop = False, prompt_at: o.PromptAt = None) -> None:
+def t2v(shared: Shared, prompt: o.Prompt = None, loop: o.Loop = False, loop_style: o.LoopStyleOpt = None,
+        prompt_at: o.PromptAt = None) -> None:
     """Text to video: a short clip of what PROMPT describes.
 
     Longer clips (--frames beyond the model's own length) are made coarse to fine: the whole clip at
@@ -132,7 +133,7 @@ def t2v(shared: Shared, prompt: o.Prompt = None, loop: o.Loop = False, prompt_at
     [bold]lumiere t2v "a red circle moving left on a black background" --seed 0[/]
     [bold]lumiere t2v "a blue square moving up" --frames 48 --loop[/]
     """
-    _run(Task.t2v, shared, prompt, {"loop": loop or None, "schedule": prompt_at})
+    _run(Task.t2v, shared, prompt, {"loop": loop or None, "loop_style": loop_style, "schedule": prompt_at})
 
 
 def i2v(
@@ -145,6 +146,7 @@ def i2v(
         metavar="PATH@INDEX", help="An image the clip shows exactly at frame INDEX (repeatable; -1 = the last).",
         show_default=False)] = None,
     loop: o.Loop = False,
+    loop_style: o.LoopStyleOpt = None,
     prompt_at: o.PromptAt = None,
 ) -> None:
     """Image to video: animate a still. Frame 0 is the image, centre-cropped to a square and resized
@@ -153,7 +155,7 @@ def i2v(
     Example: [bold]lumiere i2v "the circle moves right" --image still.png --last-image end.png[/]
     """
     _run(Task.i2v, shared, prompt, {"image": image, "last_image": last_image, "keyframes": keyframe,
-                                    "loop": loop or None, "schedule": prompt_at})
+                                    "loop": loop or None, "loop_style": loop_style, "schedule": prompt_at})
 
 
 def inpaint(shared: Shared, prompt: o.Prompt = None, video: o.VideoPath = None, mask: o.MaskPath = None,
@@ -168,12 +170,13 @@ def inpaint(shared: Shared, prompt: o.Prompt = None, video: o.VideoPath = None, 
 
 
 def cinemagraph(shared: Shared, prompt: o.Prompt = None, image: o.ImagePath = None, mask: o.MaskPath = None,
-                loop: o.Loop = False) -> None:
+                loop: o.Loop = False, loop_style: o.LoopStyleOpt = None) -> None:
     """Animate only the masked region of a still; the rest stays frozen.
 
     Example: [bold]lumiere cinemagraph "a circle bouncing" --image still.png --mask region.png --loop[/]
     """
-    _run(Task.cinemagraph, shared, prompt, {"image": image, "mask": mask, "loop": loop or None})
+    _run(Task.cinemagraph, shared, prompt, {"image": image, "mask": mask, "loop": loop or None,
+                                            "loop_style": loop_style})
 
 
 def stylize(

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lumiere_cli.choices import Device, DisplayFilter, Format, Sampler
+from lumiere_cli.choices import Device, DisplayFilter, Format, LoopStyle, Sampler
 from lumiere_cli.limits import LIMITS
 
 SAMPLING = "Sampling"
@@ -71,8 +71,12 @@ Bf16 = Annotated[bool, typer.Option(
     "--bf16", help="Sample in bf16 where the hardware runs it natively (GPUs, CPUs with AMX or AVX512-BF16), "
     "else fp32 as without it: faster for batches there, the same clips up to rounding (recorded in the clip).",
     rich_help_panel=SAMPLING)]
-Loop = Annotated[bool, typer.Option("--loop", help="A seamless loop: windows wrap around the end, so the last "
-                                    "frame flows into the first (and gif/webp/mp4 play on repeat).")]
+Loop = Annotated[bool, typer.Option("--loop", help="A seamless loop: the last frame flows into the first (and "
+                                    "gif/webp/mp4 play on repeat). See --loop-style.")]
+LoopStyleOpt = Annotated[Optional[LoopStyle], typer.Option(
+    "--loop-style", help="How the loop closes (implies --loop): pingpong plays the clip there and back, so the seam "
+    "is a step of the clip itself; round wraps windows around the end, so the motion may carry on through it, but "
+    "it can jump (README, Time). Default: pingpong, round with --prompt-at.", show_default=False)]
 PromptAt = Annotated[
     Optional[list[str]],
     typer.Option("--prompt-at", metavar="FRAME:PROMPT", help="What the clip shows from FRAME on (repeatable), e.g. "
