@@ -119,21 +119,27 @@ def pingpong(model, prompt, task, inputs: Inputs, options: SampleOptions, seed, 
     frames, m = pipeline.check(model, prompt, task, inputs, options), cfg.unet.frame_multiple
     if frames % 2:
         raise UsageError(f"a pingpong loop needs an even number of frames, got {frames}")
-    inputs = replace(inputs, keyframes=_played_back(inputs.keyframes, frames, "keyframes"))
-    if inputs.generate_region is not None and np.ndim(inputs.generate_region) == 3:
-        _played_back(dict(enumerate(inputs.generate_region[:frames])), frames, "mask video")
+    inputs = folded(inputs, frames)
     length = max(-(-(frames // 2 + 1) // m) * m, min(frames, cfg.frames))
-    shown = None if preview is None else lambda step, steps, clip: preview(step, steps, _there_and_back(clip, frames))
+    shown = None if preview is None else lambda step, steps, clip: preview(step, steps, there_and_back(clip, frames))
     forward = pipeline.generate(model, prompt, task=task, inputs=inputs, seed=seed, device=device, progress=progress,
                                 options=replace(options, frames=length, loop=False, loop_style=None),
                                 preview=shown, preview_every=preview_every)
-    return replace(forward, frames=_there_and_back(forward.frames, frames))
+    return replace(forward, frames=there_and_back(forward.frames, frames))
 
 
-def _there_and_back(clip: np.ndarray, frames: int) -> np.ndarray:
+def there_and_back(clip: np.ndarray, frames: int) -> np.ndarray:
     """`frames` frames: clip[0 .. frames/2], then back down to clip[1]."""
     half = frames // 2
     return np.concatenate([clip[:half + 1], clip[half - 1:0:-1]])
+
+
+def folded(inputs: Inputs, frames: int) -> Inputs:
+    """A pingpong loop's inputs as inputs of its way there: keyframes past the middle on the frames
+    played back there (`_played_back`), and a mask video checked to play back the same."""
+    if inputs.generate_region is not None and np.ndim(inputs.generate_region) == 3:
+        _played_back(dict(enumerate(inputs.generate_region[:frames])), frames, "mask video")
+    return replace(inputs, keyframes=_played_back(inputs.keyframes, frames, "keyframes"))
 
 
 def _played_back(keyframes: dict[int, np.ndarray], frames: int, what: str) -> dict[int, np.ndarray]:

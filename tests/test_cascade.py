@@ -139,6 +139,18 @@ def test_known_pixels_are_the_users_own_at_the_output_resolution(env):
     assert np.array_equal(got[0], want) and all(np.array_equal(f[keep], want[keep]) for f in got)
 
 
+def test_a_pingpong_loop_stays_exact_at_the_output_resolution(env):
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(env / "still.png")
+    for name, args in (("t2v", ["t2v", "a red circle"]),
+                       ("i2v", ["i2v", "a red circle", "--image", "still.png", "--keyframe", "still.png@6"])):
+        result = invoke(*args, "--loop", "-o", name, *FAST)  # a folder of lossless PNG frames
+        assert result.exit_code == 0, result.output
+        got = video_io.read_video(env / name).frames
+        n = len(got)
+        assert got.shape[1:3] == (32, 32) and all(np.array_equal(got[k], got[n - k]) for k in range(1, n // 2)), args
+
+
 def test_batch_items_set_the_cascade_options(env):
     (env / "items.jsonl").write_text(
         '{"prompt": "a red circle", "seed": 1, "base_only": true, "output": "a"}\n'

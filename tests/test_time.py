@@ -144,7 +144,7 @@ def test_loops_and_schedules_run_and_previews_arrive(tiny_model):
         generate(tiny_model, "a red circle", seed=0, options=SampleOptions(steps=1), schedule=[(t, "x"), (t, "y")])
 
 
-def test_a_pingpong_loop_plays_its_clip_there_and_back(tiny_model):
+def test_a_pingpong_loop_plays_its_clipthere_and_back(tiny_model):
     t = tiny_model.config.frames
     half = t // 2
     looped = generate(tiny_model, "a red circle", seed=0, options=SampleOptions(steps=2, loop=True)).frames
@@ -180,12 +180,12 @@ def test_a_loop_whose_size_jumps_at_the_wrap_is_not_seamless():
     """A rendered growing square, played round, snaps from big back to small: its centre barely
     moves, so only the size tells; played there and back it is seamless."""
     from lumiere_cli.eval_time import loop_measure, rendered
-    from lumiere_cli.timeline import _there_and_back
+    from lumiere_cli.timeline import there_and_back
 
     _, clip = rendered("growing", 1, "green", "square", "gray")
     row = loop_measure(clip)
     assert row["wrap"] <= row["inner"] and row["wrap_size"] > 3 * row["inner_size"] and not row["seamless"], row
-    row = loop_measure(_there_and_back(clip, 16))
+    row = loop_measure(there_and_back(clip, 16))
     assert row["seamless"] and row["largest_size"] == row["inner_size"], row
 
 

@@ -39,13 +39,23 @@ def describe(ssr, options: SSROptions | None, *, base_size: int, base_only: bool
 
 
 def enlarge(ssr, result, *, task: str, prompt: str, seed: int, options: SSROptions, inputs=None,
-            device: str = "cpu", progress=None):
+            device: str = "cpu", progress=None, pingpong: bool = False):
     """The base's `GenerateResult` enlarged by the SSR (frames at the output size; timings gain
     `ssr_s`). `inputs`: the user's files decoded at the output size (`pipeline.Inputs`), whose
     known pixels (i2v, inpaint, cinemagraph) come back unchanged where the mask keeps them; an
-    edit at strength 0 returns the input itself at the output size."""
+    edit at strength 0 returns the input itself at the output size. `pingpong`: the clip is a loop
+    played there and back (`timeline.pingpong`); only the way there is enlarged and played back,
+    so the loop stays exact at the output size."""
     from ..pipeline import _conditioning  # the one rule for <C, M> per task (DESIGN §2)
+    from ..timeline import folded, there_and_back
     from .sample import upscale
+
+    if pingpong:
+        n = len(result.frames)
+        there = enlarge(ssr, replace(result, frames=result.frames[:n // 2 + 1]), task=task, prompt=prompt, seed=seed,
+                        options=options, inputs=None if inputs is None else folded(inputs, n), device=device,
+                        progress=progress)
+        return replace(there, frames=there_and_back(there.frames, n))
 
     t0 = time.perf_counter()
     frames = result.frames
