@@ -355,7 +355,7 @@ def _enlarge(r: Request, result, cfg: ModelConfig, n: int, state: _RunState, dev
         hires = _decode(r, replace(cfg, size=ssr.config.out_size), n, state.hires, Listener()).inputs
     listener.status(f"enlarging {cfg.size} -> {ssr.config.out_size} px")
     task = "t2v" if r.task is Task.stylize else str(r.task)
-    pingpong = r.options.loop and LoopStyle.resolve(r.options.loop_style, scheduled=bool(r.schedule)) == "pingpong"
+    pingpong = r.options.loop and r.options.loop_style == LoopStyle.pingpong  # named by requests
     result = cascade.enlarge(ssr, result, task=task, prompt=r.prompt, seed=r.seed, options=r.ssr, inputs=hires,
                              device=device, progress=listener.progress, pingpong=pingpong)
     return result, cascade.describe(ssr, r.ssr, base_size=cfg.size)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
-from .choices import Format, LoopStyle
+from .choices import Format
 from .errors import LumiereError, UsageError
 
 AI_NOTICE = (
@@ -318,7 +318,7 @@ def metadata(*, task: str, prompt: str, seed: int, options: Any, fps: float, fra
         # the levels runs from pure noise took, where they are not the shifted cosine
         **({"sigmas": list(options.sigmas)} if options.sigmas is not None else {}),
         # the time options where they are used, so other clips keep their bytes
-        **({"loop": str(LoopStyle.resolve(options.loop_style, scheduled=bool(schedule)))} if options.loop else {}),
+        **({"loop": options.loop_style} if options.loop else {}),  # the style, named by requests
         **({"schedule": [[int(f), p] for f, p in schedule]} if schedule else {}),
         "frames": frames,
         "fps": fps,

@@ -119,8 +119,9 @@ def _validate(r: Request) -> Request:
         raise UsageError(f"{task} takes no --backward (it is for extend)")
     if r.options.loop and task not in LOOP_TASKS:
         raise UsageError(f"{task} cannot loop (--loop is for {', '.join(map(str, LOOP_TASKS))})")
-    if r.options.loop:
-        LoopStyle.resolve(r.options.loop_style, scheduled=bool(r.schedule))
+    options = r.options
+    if options.loop:  # the style a loop is made in, named from here on (metadata, the cascade)
+        options = replace(options, loop_style=str(LoopStyle.resolve(options.loop_style, scheduled=bool(r.schedule))))
     if r.schedule and task not in SCHEDULE_TASKS:
         raise UsageError(f"{task} takes no prompt schedule (--prompt-at is for {', '.join(map(str, SCHEDULE_TASKS))})")
     schedule = tuple(sorted((_frame_index(f, "prompt-at"), " ".join(str(p).split())) for f, p in r.schedule))
@@ -154,7 +155,8 @@ def _validate(r: Request) -> Request:
     if out.preview is not None:
         limits.check("preview_every", out.preview_every)
         out = replace(out, preview=Path(out.preview))
-    return replace(r, task=task, prompt=prompt, inputs=inputs, output=out, seed=seed, schedule=schedule)
+    return replace(r, task=task, prompt=prompt, inputs=inputs, options=options, output=out, seed=seed,
+                   schedule=schedule)
 
 
 def _frame_index(value: Any, what: str) -> int:
